@@ -1,0 +1,3 @@
+from cni_migrate.cli.main import run
+
+run()

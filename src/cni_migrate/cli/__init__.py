@@ -1,0 +1,1 @@
+"""CLI layer: thin typer commands over facts, analysis and actions."""

@@ -1,0 +1,64 @@
+"""Facts layer: typed models of a cluster, loaded from a snapshot or a live API."""
+
+from __future__ import annotations
+
+from cni_migrate.facts.cluster import (
+    cilium_helm_releases,
+    istio_facts,
+    kube_proxy_facts,
+    kubernetes_version,
+    network_facts,
+    node_facts,
+    pdb_facts,
+    policy_facts,
+    workload_facts,
+)
+from cni_migrate.facts.cni import detect_cni
+from cni_migrate.facts.model import ClusterFacts, Fact, SourceInfo
+from cni_migrate.facts.objects import (
+    CONFIGMAP,
+    DAEMONSET,
+    NODE,
+    PDB,
+    POD,
+    KindRef,
+    ObjectStore,
+)
+from cni_migrate.facts.snapshot import SnapshotError, load_snapshot
+
+# Kinds without which whole groups of facts are unknown; a snapshot lacking one says so.
+REQUIRED_KINDS: tuple[KindRef, ...] = (NODE, POD, DAEMONSET, CONFIGMAP, PDB)
+
+__all__ = ["ClusterFacts", "Fact", "SnapshotError", "extract_facts", "facts_from_snapshot", "load_snapshot"]
+
+
+def extract_facts(store: ObjectStore, *, kind: str = "snapshot") -> ClusterFacts:
+    cni = detect_cni(store)
+    nodes = node_facts(store)
+    source = SourceInfo(
+        kind="live" if kind == "live" else "snapshot",
+        location=store.location,
+        objects=len(store),
+        ignored_kinds=dict(store.ignored),
+        missing_kinds=[str(r) for r in REQUIRED_KINDS if not store.has_listed(r)],
+    )
+    return ClusterFacts(
+        source=source,
+        kubernetes_version=kubernetes_version(store),
+        nodes=nodes,
+        nodes_known=Fact.of(True, "Node objects")
+        if store.has_listed(NODE)
+        else Fact.missing("the input has no Node objects"),
+        cni=cni,
+        kube_proxy=kube_proxy_facts(store),
+        network=network_facts(store, cni),
+        pdbs=pdb_facts(store),
+        workloads=workload_facts(store),
+        policies=policy_facts(store),
+        istio=istio_facts(store),
+        cilium_helm_releases=cilium_helm_releases(store),
+    )
+
+
+def facts_from_snapshot(path: str) -> ClusterFacts:
+    return extract_facts(load_snapshot(path))

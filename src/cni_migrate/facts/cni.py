@@ -1,0 +1,473 @@
+"""Which CNI a cluster runs, and the settings of each CNI found, read from its own objects."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from cni_migrate.facts.model import (
+    BGPPeerFacts,
+    CalicoBGPFacts,
+    CalicoFacts,
+    CalicoNodeBGPFacts,
+    CiliumFacts,
+    CniFacts,
+    CniName,
+    Fact,
+    FlannelFacts,
+    IPPoolFacts,
+    KubeRouterFacts,
+    RouteReflectorFacts,
+)
+from cni_migrate.facts.objects import (
+    CONFIGMAP,
+    DAEMONSET,
+    DEPLOYMENT,
+    NODE,
+    TIGERA_INSTALLATION,
+    Obj,
+    ObjectStore,
+    calico,
+    dig,
+    meta,
+    name_of,
+    namespace_of,
+    ref_text,
+)
+from cni_migrate.facts.podspec import args_of, container, containers, env_value, flag, image_tag
+
+# Felix settings that change what a migration must do (encapsulation, eBPF dataplane, ports, iptables).
+FELIX_KEYS = (
+    "bpfEnabled",
+    "bpfKubeProxyIptablesCleanupEnabled",
+    "ipipEnabled",
+    "vxlanEnabled",
+    "vxlanPort",
+    "vxlanVNI",
+    "iptablesBackend",
+    "wireguardEnabled",
+    "routeSource",
+    "defaultEndpointToHostAction",
+    "chainInsertMode",
+    "removeExternalRoutes",
+)
+
+CALICO_NODE_ANNOTATIONS = (
+    "projectcalico.org/IPv4Address",
+    "projectcalico.org/IPv4IPIPTunnelAddr",
+    "projectcalico.org/IPv4VXLANTunnelAddr",
+    "projectcalico.org/ASNumber",
+    "projectcalico.org/RouteReflectorClusterID",
+)
+
+
+def _daemonsets_named(store: ObjectStore, *names: str) -> list[Obj]:
+    return [d for d in store.of(DAEMONSET) if name_of(d) in names]
+
+
+def detect_cni(store: ObjectStore) -> CniFacts:
+    found: list[tuple[CniName, str]] = []
+    calico_ds = _daemonsets_named(store, "calico-node")
+    canal_ds = _daemonsets_named(store, "canal")
+    flannel_ds = [d for d in store.of(DAEMONSET) if "flannel" in name_of(d)]
+    cilium_ds = _daemonsets_named(store, "cilium")
+    kube_router_ds = _daemonsets_named(store, "kube-router")
+    installations = store.of(TIGERA_INSTALLATION)
+
+    if canal_ds:
+        found.append(("canal", f"{ref_text(canal_ds[0])} runs calico-node and flannel"))
+    if calico_ds:
+        found.append(("calico", f"{ref_text(calico_ds[0])} exists"))
+    elif installations and not canal_ds:
+        found.append(("calico", f"{ref_text(installations[0])} (tigera-operator) exists"))
+    elif store.of(*calico("IPPool")) and not canal_ds:
+        found.append(("calico", "Calico IPPool objects exist but no calico-node DaemonSet was seen"))
+    if flannel_ds and not canal_ds:
+        found.append(("flannel", f"{ref_text(flannel_ds[0])} exists"))
+    if cilium_ds:
+        found.append(("cilium", f"{ref_text(cilium_ds[0])} exists"))
+    elif store.get(CONFIGMAP, None, "cilium-config") is not None:
+        found.append(("cilium", "ConfigMap cilium-config exists (no cilium DaemonSet seen)"))
+    kube_router_is_cni = False
+    if kube_router_ds:
+        c = next(containers(kube_router_ds[0]), None)
+        kube_router_is_cni = c is not None and flag(args_of(c), "enable-cni") not in ("false",)
+        found.append(
+            (
+                "kube-router",
+                f"{ref_text(kube_router_ds[0])} exists (enable-cni={str(kube_router_is_cni).lower()})",
+            )
+        )
+
+    # The current CNI is the one pods were networked by: an old CNI outranks Cilium (a migration in progress),
+    # and kube-router counts only when it is the CNI, not when it merely advertises routes over BGP.
+    order: list[CniName] = ["canal", "calico", "flannel", "cilium"]
+    if kube_router_is_cni:
+        order.append("kube-router")
+    names = [n for n, _ in found]
+    detected: CniName
+    primary = next((n for n in order if n in names), None)
+    if primary is not None:
+        detected = primary
+    elif "kube-router" in names or store.has_listed(DAEMONSET):
+        detected = "none"
+    else:
+        detected = "unknown"
+    evidence = [e for _, e in found]
+    if detected == "unknown":
+        evidence.append("the input has no DaemonSet objects, so no CNI agent could be seen")
+    elif detected == "none" and not found:
+        evidence.append("no DaemonSet of Calico, Canal, Flannel, Cilium or kube-router exists")
+
+    facts = CniFacts(
+        detected=detected,
+        evidence=evidence,
+        also_present=[n for n in names if n != detected],
+    )
+    if canal_ds or calico_ds or installations or store.of(*calico("IPPool")):
+        node_ds = (canal_ds or calico_ds)[0] if (canal_ds or calico_ds) else None
+        facts.calico = calico_facts(store, node_ds, installations)
+    if canal_ds or flannel_ds:
+        facts.flannel = flannel_facts(store, (canal_ds or flannel_ds)[0], canal=bool(canal_ds))
+    if cilium_ds or store.get(CONFIGMAP, None, "cilium-config") is not None:
+        facts.cilium = cilium_facts(store, cilium_ds[0] if cilium_ds else None)
+    if kube_router_ds:
+        ds = kube_router_ds[0]
+        c = next(containers(ds), None)
+        facts.kube_router = KubeRouterFacts(
+            namespace=namespace_of(ds), daemonset=name_of(ds), args=args_of(c) if c else []
+        )
+    return facts
+
+
+# --- Calico -------------------------------------------------------------------------------------------------
+
+
+def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Obj]) -> CalicoFacts:
+    installation = installations[0] if installations else None
+    operator = installation is not None or any(name_of(d) == "tigera-operator" for d in store.of(DEPLOYMENT))
+    node_c = container(node_ds, "calico-node") if node_ds else None
+    namespace = namespace_of(node_ds) if node_ds else ("calico-system" if operator else "kube-system")
+
+    version: Fact[str]
+    if node_c and image_tag(node_c.get("image")):
+        version = Fact.of(str(image_tag(node_c.get("image"))), f"image of {ref_text(node_ds or {})}")
+    elif installation and dig(installation, "status", "calicoVersion"):
+        version = Fact.of(str(dig(installation, "status", "calicoVersion")), f"{ref_text(installation)} status")
+    else:
+        version = Fact.missing("no calico-node DaemonSet image or Installation status.calicoVersion seen")
+
+    pools = _ip_pools(store, installation, node_c)
+    uses_ipip = any(p.ipip_mode != "Never" and not p.disabled for p in pools)
+    uses_vxlan = any(p.vxlan_mode != "Never" and not p.disabled for p in pools)
+
+    felix_obj = next((f for f in store.of(*calico("FelixConfiguration")) if name_of(f) == "default"), None)
+    felix: dict[str, str] = {}
+    if felix_obj:
+        spec = felix_obj.get("spec") or {}
+        felix = {k: _scalar_text(spec[k]) for k in FELIX_KEYS if k in spec}
+    vxlan_port = int(felix.get("vxlanPort", "4789") or 4789)
+
+    return CalicoFacts(
+        install_method="operator" if operator else "manifest",
+        namespace=namespace,
+        version=version,
+        ip_pools=pools,
+        bgp=_bgp_configuration(store),
+        bgp_peers=[_bgp_peer(p) for p in store.of(*calico("BGPPeer"))],
+        route_reflectors=_route_reflectors(store),
+        nodes_bgp=_nodes_bgp(store),
+        ip_autodetection_method=_autodetection(installation, node_c, node_ds),
+        calico_networking_backend=_networking_backend(installation, node_c, node_ds),
+        felix=felix,
+        vxlan_port=vxlan_port,
+        uses_ipip=uses_ipip,
+        uses_vxlan=uses_vxlan,
+        installation_finalizers=[str(f) for f in meta(installation or {}).get("finalizers") or []],
+        network_policies=len(store.of(*calico("NetworkPolicy"))),
+        global_network_policies=len(store.of(*calico("GlobalNetworkPolicy"))),
+    )
+
+
+def _scalar_text(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    return str(v)
+
+
+def _ip_pools(store: ObjectStore, installation: Obj | None, node_c: dict[str, Any] | None) -> list[IPPoolFacts]:
+    pools: list[IPPoolFacts] = []
+    for p in store.of(*calico("IPPool")):
+        spec = p.get("spec") or {}
+        cidr = str(spec.get("cidr", ""))
+        pools.append(
+            IPPoolFacts(
+                name=name_of(p),
+                cidr=cidr,
+                block_size=int(spec.get("blockSize") or (26 if ":" not in cidr else 122)),
+                node_selector=str(spec.get("nodeSelector") or "all()"),
+                ipip_mode=str(spec.get("ipipMode") or "Never"),
+                vxlan_mode=str(spec.get("vxlanMode") or "Never"),
+                nat_outgoing=bool(spec.get("natOutgoing", False)),
+                disabled=bool(spec.get("disabled", False)),
+                source=ref_text(p),
+            )
+        )
+    if pools:
+        return sorted(pools, key=lambda x: x.name)
+    # Operator installs describe their pools in the Installation; manifests in calico-node's env.
+    for i, p in enumerate(dig(installation or {}, "spec", "calicoNetwork", "ipPools") or []):
+        encap = str(p.get("encapsulation") or "IPIP")
+        cidr = str(p.get("cidr", ""))
+        pools.append(
+            IPPoolFacts(
+                name=str(p.get("name") or f"installation-pool-{i}"),
+                cidr=cidr,
+                block_size=int(p.get("blockSize") or (26 if ":" not in cidr else 122)),
+                node_selector=str(p.get("nodeSelector") or "all()"),
+                ipip_mode="Always" if encap == "IPIP" else "CrossSubnet" if encap == "IPIPCrossSubnet" else "Never",
+                vxlan_mode="Always" if encap == "VXLAN" else "CrossSubnet" if encap == "VXLANCrossSubnet" else "Never",
+                nat_outgoing=str(p.get("natOutgoing", "Enabled")) == "Enabled",
+                source=f"{ref_text(installation or {})} spec.calicoNetwork.ipPools[{i}]",
+            )
+        )
+    if not pools and node_c and env_value(node_c, "CALICO_IPV4POOL_CIDR"):
+        cidr = str(env_value(node_c, "CALICO_IPV4POOL_CIDR"))
+        pools.append(
+            IPPoolFacts(
+                name="default-ipv4-ippool",
+                cidr=cidr,
+                block_size=int(env_value(node_c, "CALICO_IPV4POOL_BLOCK_SIZE") or 26),
+                ipip_mode=str(env_value(node_c, "CALICO_IPV4POOL_IPIP") or "Always"),
+                vxlan_mode=str(env_value(node_c, "CALICO_IPV4POOL_VXLAN") or "Never"),
+                nat_outgoing=True,
+                source="calico-node env CALICO_IPV4POOL_CIDR (no IPPool objects seen)",
+            )
+        )
+    return pools
+
+
+def _bgp_configuration(store: ObjectStore) -> Fact[CalicoBGPFacts]:
+    configs = store.of(*calico("BGPConfiguration"))
+    default = next((c for c in configs if name_of(c) == "default"), None)
+    if default is None:
+        if store.has_listed(*calico("BGPConfiguration")):
+            return Fact.of(
+                CalicoBGPFacts(source="Calico defaults (no BGPConfiguration 'default')"),
+                "Calico defaults: node-to-node mesh on, AS 64512",
+            )
+        return Fact.missing("the input has no Calico BGPConfiguration objects")
+    spec = default.get("spec") or {}
+
+    def cidrs(key: str) -> list[str]:
+        return [str(x.get("cidr")) for x in spec.get(key) or [] if isinstance(x, dict) and x.get("cidr")]
+
+    asn = spec.get("asNumber")
+    return Fact.of(
+        CalicoBGPFacts(
+            node_to_node_mesh=bool(spec.get("nodeToNodeMeshEnabled", True)),
+            as_number=int(asn) if asn is not None else 64512,
+            service_cluster_ips=cidrs("serviceClusterIPs"),
+            service_external_ips=cidrs("serviceExternalIPs"),
+            service_load_balancer_ips=cidrs("serviceLoadBalancerIPs"),
+            source=ref_text(default),
+        ),
+        ref_text(default),
+    )
+
+
+def _bgp_peer(p: Obj) -> BGPPeerFacts:
+    spec = p.get("spec") or {}
+    asn = spec.get("asNumber")
+    return BGPPeerFacts(
+        name=name_of(p),
+        peer_ip=str(spec["peerIP"]) if spec.get("peerIP") else None,
+        as_number=int(asn) if asn is not None else None,
+        node=str(spec["node"]) if spec.get("node") else None,
+        node_selector=str(spec["nodeSelector"]) if spec.get("nodeSelector") else None,
+        peer_selector=str(spec["peerSelector"]) if spec.get("peerSelector") else None,
+        source=ref_text(p),
+    )
+
+
+def _route_reflectors(store: ObjectStore) -> list[RouteReflectorFacts]:
+    out: dict[str, RouteReflectorFacts] = {}
+    for n in store.of(*calico("Node")):
+        cid = dig(n, "spec", "bgp", "routeReflectorClusterID")
+        if cid:
+            out[name_of(n)] = RouteReflectorFacts(node=name_of(n), cluster_id=str(cid), source=ref_text(n))
+    for n in store.of(NODE):
+        cid = (meta(n).get("annotations") or {}).get("projectcalico.org/RouteReflectorClusterID")
+        if cid and name_of(n) not in out:
+            out[name_of(n)] = RouteReflectorFacts(
+                node=name_of(n),
+                cluster_id=str(cid),
+                source=f"{ref_text(n)} annotation projectcalico.org/RouteReflectorClusterID",
+            )
+    return sorted(out.values(), key=lambda r: r.node)
+
+
+def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
+    out: dict[str, CalicoNodeBGPFacts] = {}
+    for n in store.of(NODE):
+        ann = meta(n).get("annotations") or {}
+        if any(k in ann for k in CALICO_NODE_ANNOTATIONS):
+            asn = ann.get("projectcalico.org/ASNumber")
+            out[name_of(n)] = CalicoNodeBGPFacts(
+                node=name_of(n),
+                ipv4_address=ann.get("projectcalico.org/IPv4Address"),
+                as_number=int(asn) if asn else None,
+                route_reflector_cluster_id=ann.get("projectcalico.org/RouteReflectorClusterID"),
+            )
+    for n in store.of(*calico("Node")):
+        bgp = dig(n, "spec", "bgp") or {}
+        asn = bgp.get("asNumber")
+        out[name_of(n)] = CalicoNodeBGPFacts(
+            node=name_of(n),
+            ipv4_address=bgp.get("ipv4Address"),
+            as_number=int(asn) if asn else None,
+            route_reflector_cluster_id=bgp.get("routeReflectorClusterID"),
+        )
+    return sorted(out.values(), key=lambda r: r.node)
+
+
+def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None) -> Fact[str]:
+    if installation is not None:
+        method = dig(installation, "spec", "calicoNetwork", "nodeAddressAutodetectionV4")
+        if isinstance(method, dict) and method:
+            key, value = next(iter(method.items()))
+            return Fact.of(f"{key}={_scalar_text(value)}", f"{ref_text(installation)} nodeAddressAutodetectionV4")
+        return Fact.of(
+            "firstFound=true",
+            f"{ref_text(installation)} (nodeAddressAutodetectionV4 unset: operator default)",
+        )
+    if node_c is not None:
+        value = env_value(node_c, "IP_AUTODETECTION_METHOD")
+        if value:
+            return Fact.of(value, f"{ref_text(node_ds or {})} env IP_AUTODETECTION_METHOD")
+        return Fact.of("first-found", f"{ref_text(node_ds or {})} (IP_AUTODETECTION_METHOD unset: Calico default)")
+    return Fact.missing("neither calico-node's DaemonSet nor a tigera Installation was seen")
+
+
+def _networking_backend(installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None) -> Fact[str]:
+    if installation is not None:
+        bgp = dig(installation, "spec", "calicoNetwork", "bgp")
+        return Fact.of(
+            "bird" if bgp in (None, "Enabled") else "vxlan",
+            f"{ref_text(installation)} spec.calicoNetwork.bgp",
+        )
+    if node_c is not None:
+        value = env_value(node_c, "CALICO_NETWORKING_BACKEND")
+        return Fact.of(value or "bird", f"{ref_text(node_ds or {})} env CALICO_NETWORKING_BACKEND")
+    return Fact.missing("neither calico-node's DaemonSet nor a tigera Installation was seen")
+
+
+# --- Flannel ------------------------------------------------------------------------------------------------
+
+FLANNEL_DEFAULT_PORT = {"vxlan": 8472, "udp": 8285}
+
+
+def flannel_facts(store: ObjectStore, ds: Obj, *, canal: bool) -> FlannelFacts:
+    ns = namespace_of(ds)
+    cm_names = ("canal-config",) if canal else ("kube-flannel-cfg", "kube-flannel-config", "flannel-cfg")
+    cm = next((store.get(CONFIGMAP, ns, n) for n in cm_names if store.get(CONFIGMAP, ns, n)), None)
+    if cm is None:
+        cm = next((c for c in store.of(CONFIGMAP) if name_of(c) in cm_names), None)
+    flannel_c = next((c for c in containers(ds) if "flannel" in str(c.get("name", ""))), None)
+    args = args_of(flannel_c) if flannel_c else []
+    ip_masq: Fact[bool] = (
+        Fact.of(flag(args, "ip-masq") == "true", f"{ref_text(ds)} flannel container args")
+        if flannel_c
+        else Fact.missing("no flannel container in the DaemonSet")
+    )
+    base = {
+        "namespace": ns,
+        "daemonset": name_of(ds),
+        "configmap": name_of(cm) if cm else "",
+        "ip_masq": ip_masq,
+        "canal": canal,
+    }
+    if cm is None:
+        why = f"no flannel ConfigMap ({', '.join(cm_names)}) seen in namespace {ns}"
+        return FlannelFacts(
+            network=Fact.missing(why),
+            backend_type=Fact.missing(why),
+            backend_port=Fact.missing(why),
+            vni=Fact.missing(why),
+            direct_routing=Fact.missing(why),
+            **base,
+        )
+    src = f"{ref_text(cm)} net-conf.json"
+    raw = dig(cm, "data", "net-conf.json")
+    try:
+        conf = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError as e:
+        conf = None
+        raw_error = f"{src} is not valid JSON: {e.msg} at line {e.lineno}"
+    else:
+        raw_error = f"{src} is missing"
+    if not isinstance(conf, dict):
+        return FlannelFacts(
+            network=Fact.missing(raw_error),
+            backend_type=Fact.missing(raw_error),
+            backend_port=Fact.missing(raw_error),
+            vni=Fact.missing(raw_error),
+            direct_routing=Fact.missing(raw_error),
+            **base,
+        )
+    backend = conf.get("Backend") or {}
+    btype = str(backend.get("Type", "udp")).lower()
+    port = backend.get("Port")
+    return FlannelFacts(
+        network=Fact.of(str(conf["Network"]), src) if conf.get("Network") else Fact.missing(f"{src} has no Network"),
+        backend_type=Fact.of(btype, src),
+        backend_port=Fact.of(int(port), src)
+        if port
+        else Fact.of(FLANNEL_DEFAULT_PORT.get(btype, 0), f"{src} (Port unset: flannel's default for {btype})"),
+        vni=Fact.of(int(backend.get("VNI", 1)), src),
+        direct_routing=Fact.of(bool(backend.get("DirectRouting", False)), src),
+        **base,
+    )
+
+
+# --- Cilium -------------------------------------------------------------------------------------------------
+
+
+def cilium_facts(store: ObjectStore, ds: Obj | None) -> CiliumFacts:
+    cm = store.get(CONFIGMAP, None, "cilium-config")
+    data: dict[str, str] = {str(k): str(v) for k, v in (cm or {}).get("data", {}).items()} if cm else {}
+    ns = namespace_of(cm) if cm else namespace_of(ds or {}) or "kube-system"
+    src = ref_text(cm) if cm else ""
+    agent = container(ds, "cilium-agent") if ds else None
+
+    def from_config(key: str, *, default: str | None = None, what: str = "") -> Fact[str]:
+        if not cm:
+            return Fact.missing("ConfigMap cilium-config not seen")
+        if key in data:
+            return Fact.of(data[key], f"{src} {key}")
+        if default is not None:
+            return Fact.of(default, f"{src} ({key} unset: Cilium's default{what})")
+        return Fact.missing(f"{src} has no {key}")
+
+    routing = from_config("routing-mode")
+    if not routing.known and "tunnel" in data:
+        routing = Fact.of("native" if data["tunnel"] == "disabled" else "tunnel", f"{src} tunnel")
+    tunnel = from_config("tunnel-protocol")
+    if not tunnel.known and "tunnel" in data and data["tunnel"] != "disabled":
+        tunnel = Fact.of(data["tunnel"], f"{src} tunnel")
+    annotate = from_config("annotate-k8s-node", default="false")
+    version: Fact[str] = (
+        Fact.of(str(image_tag(agent.get("image"))), f"image of {ref_text(ds or {})}")
+        if agent and image_tag(agent.get("image"))
+        else Fact.missing("no cilium-agent container image seen")
+    )
+    return CiliumFacts(
+        namespace=ns,
+        version=version,
+        ipam_mode=from_config("ipam", default="cluster-pool"),
+        routing_mode=routing,
+        tunnel_protocol=tunnel,
+        kube_proxy_replacement=from_config("kube-proxy-replacement", default="false"),
+        annotate_k8s_node=Fact(value=annotate.value == "true", source=annotate.source, unknown=annotate.unknown),
+        config=data,
+    )

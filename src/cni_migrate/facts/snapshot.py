@@ -1,0 +1,141 @@
+"""Read snapshots: whatever ``kubectl get ... -o yaml|json`` prints, a file or a directory of them.
+
+Accepted per file: a ``List`` (``kind: List`` or ``*List``), multi-document YAML, a single object, JSON.
+A directory is read recursively (``*.yaml``, ``*.yml``, ``*.json``), in sorted order. A directory captured by
+``cni-migrate snapshot`` also has a manifest (:data:`MANIFEST_NAME`) saying which kinds were listed, so an
+empty list there means "none" rather than "not captured".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import yaml
+
+from cni_migrate.facts.objects import KindRef, Obj, ObjectStore
+
+MANIFEST_NAME = "cni-migrate-snapshot.yaml"
+MANIFEST_KIND = "CniMigrateSnapshot"
+MANIFEST_API_VERSION = "cni-migrate.io/v1"
+
+_SUFFIXES = {".yaml", ".yml", ".json"}
+_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SnapshotError(Exception):
+    """Bad snapshot input: names the file (and line where known) and what was expected."""
+
+    def __init__(self, path: Path | str, message: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}:{line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+def load_snapshot(path: Path | str) -> ObjectStore:
+    p = Path(path)
+    if not p.exists():
+        raise SnapshotError(p, "no such file or directory (expected a kubectl -o yaml/json file or a directory)")
+    store = ObjectStore(location=str(p))
+    files = [p] if p.is_file() else _snapshot_files(p)
+    if not files:
+        raise SnapshotError(p, "directory holds no .yaml, .yml or .json files")
+    for f in files:
+        if f.name == MANIFEST_NAME:
+            _read_manifest(f, store)
+            continue
+        for obj in _objects_in_file(f):
+            _add(store, obj, f)
+    return store
+
+
+def _snapshot_files(directory: Path) -> list[Path]:
+    try:
+        return sorted(f for f in directory.rglob("*") if f.is_file() and f.suffix in _SUFFIXES)
+    except OSError as e:
+        raise SnapshotError(directory, f"cannot read directory: {e.strerror}") from e
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise SnapshotError(path, f"cannot read file: {e.strerror}") from e
+
+
+def _objects_in_file(path: Path) -> Iterator[Any]:
+    data = _read_bytes(path)
+    stripped = data.lstrip()
+    if path.suffix == ".json" or stripped[:1] in (b"{", b"["):
+        try:
+            doc = orjson.loads(data)
+        except orjson.JSONDecodeError as e:
+            raise SnapshotError(path, f"malformed JSON: {e.msg}", line=e.lineno) from e
+        yield from _flatten(doc, path)
+        return
+    try:
+        for doc in yaml.load_all(data, Loader=_Loader):
+            if doc is not None:
+                yield from _flatten(doc, path)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark is not None else None
+        raise SnapshotError(path, f"malformed YAML: {e.problem or e}", line=line) from e
+    except yaml.YAMLError as e:
+        raise SnapshotError(path, f"malformed YAML: {e}") from e
+
+
+def _flatten(doc: Any, path: Path) -> Iterator[Any]:
+    if isinstance(doc, list):  # a bare JSON array of objects
+        for item in doc:
+            yield from _flatten(item, path)
+        return
+    if not isinstance(doc, dict):
+        raise SnapshotError(path, f"expected a Kubernetes object or List, found a {type(doc).__name__}")
+    kind = doc.get("kind")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
+        for item in doc["items"]:
+            yield from _flatten(item, path)
+        return
+    yield doc
+
+
+def _add(store: ObjectStore, obj: Any, path: Path) -> None:
+    if not isinstance(obj, dict):
+        raise SnapshotError(path, "expected every item to be an object with apiVersion and kind")
+    kind = obj.get("kind")
+    if not isinstance(kind, str) or not kind or not isinstance(obj.get("apiVersion"), str):
+        name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj.get("metadata"), dict) else "?"
+        raise SnapshotError(path, f"object {name!r} lacks apiVersion or kind (expected kubectl output)")
+    store.add(obj)
+
+
+def _read_manifest(path: Path, store: ObjectStore) -> None:
+    try:
+        doc = yaml.load(_read_bytes(path), Loader=_Loader)
+    except yaml.YAMLError as e:
+        raise SnapshotError(path, f"malformed snapshot manifest: {e}") from e
+    if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
+        raise SnapshotError(path, f"expected kind {MANIFEST_KIND}")
+    listed = doc.get("listed") or []
+    if not isinstance(listed, list):
+        raise SnapshotError(path, "field 'listed' must be a list of {group, kind}")
+    for entry in listed:
+        if not isinstance(entry, dict) or "kind" not in entry:
+            raise SnapshotError(path, "each entry of 'listed' needs 'kind' (and 'group')")
+        store.mark_listed(KindRef(str(entry.get("group", "")), str(entry["kind"])))
+    version = doc.get("serverVersion")
+    if isinstance(version, str):
+        store.server_version = version
+
+
+def manifest_document(store_listed: list[KindRef], server_version: str | None, captured_at: str) -> Obj:
+    return {
+        "apiVersion": MANIFEST_API_VERSION,
+        "kind": MANIFEST_KIND,
+        "capturedAt": captured_at,
+        "serverVersion": server_version,
+        "listed": [{"group": r.group, "kind": r.kind} for r in sorted(store_listed)],
+    }

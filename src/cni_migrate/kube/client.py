@@ -1,0 +1,283 @@
+"""The one place that talks to the Kubernetes API (lightkube): connection, retries, conflicts, raw objects.
+
+Everything above this layer sees plain dicts (``kubectl -o json`` shapes) and the errors defined here, never
+lightkube's types, so the rest of the code can be tested on snapshots and swapped clients alike.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx2 as httpx
+from lightkube import ApiError, Client, ConfigError, KubeConfig
+from lightkube.generic_resource import create_global_resource, create_namespaced_resource
+
+Obj = dict[str, Any]
+T = TypeVar("T")
+
+# Status codes worth retrying: throttling and transient server trouble.
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+class KubeError(Exception):
+    """A failure talking to the cluster, with a message fit for an operator at 2 a.m."""
+
+
+class KubeConfigurationError(KubeError):
+    """Bad --kubeconfig/--context/KUBECONFIG: user input, exit code 2."""
+
+
+class ClusterUnreachable(KubeError):
+    pass
+
+
+class NotFound(KubeError):
+    pass
+
+
+class Conflict(KubeError):
+    """A write lost a race (409): re-read and retry, or give up."""
+
+
+class Forbidden(KubeError):
+    pass
+
+
+class ApiStatusError(KubeError):
+    def __init__(self, code: int, message: str) -> None:
+        self.code = code
+        super().__init__(f"HTTP {code}: {message}")
+
+
+@dataclass(frozen=True)
+class ResourceType:
+    group: str
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+def _resource_class(rt: ResourceType) -> Any:  # lightkube generic resource classes are built at runtime
+    make = create_namespaced_resource if rt.namespaced else create_global_resource
+    return make(rt.group, rt.version, rt.kind, rt.plural)
+
+
+def _translate(e: Exception, what: str) -> KubeError:
+    if isinstance(e, ApiError):
+        code = int(e.status.code or 0)
+        msg = str(e.status.message or e)
+        if code == 404:
+            return NotFound(f"{what}: not found ({msg})")
+        if code == 409:
+            return Conflict(f"{what}: conflict ({msg})")
+        if code in (401, 403):
+            return Forbidden(f"{what}: forbidden ({msg})")
+        return ApiStatusError(code, f"{what}: {msg}")
+    if isinstance(e, httpx.HTTPError):
+        return ClusterUnreachable(f"{what}: cannot reach the API server ({type(e).__name__}: {e})")
+    return KubeError(f"{what}: {e}")
+
+
+def _kubeconfig_paths(explicit: str | None) -> list[Path]:
+    if explicit:
+        return [Path(explicit).expanduser()]
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return [Path(p).expanduser() for p in env.split(os.pathsep) if p]
+    return [Path("~/.kube/config").expanduser()]
+
+
+def load_kubeconfig(kubeconfig: str | None, context: str | None) -> KubeConfig:
+    """kubectl's rules: --kubeconfig, else every file in $KUBECONFIG (first one holding the context wins),
+    else ~/.kube/config; --context, else the file's current-context."""
+    paths = _kubeconfig_paths(kubeconfig)
+    existing = [p for p in paths if p.is_file()]
+    if not existing:
+        raise KubeConfigurationError(
+            f"no kubeconfig found (looked at {', '.join(str(p) for p in paths)}); "
+            "pass --kubeconfig, set KUBECONFIG, or use --snapshot"
+        )
+    errors = []
+    for p in existing:
+        try:
+            cfg = KubeConfig.from_file(p)
+        except (ConfigError, OSError, ValueError) as e:
+            errors.append(f"{p}: {e}")
+            continue
+        if context is None or context in cfg.contexts:
+            return cfg
+    if context is not None:
+        raise KubeConfigurationError(
+            f"context {context!r} not found in {', '.join(str(p) for p in existing)}"
+            + (f" ({'; '.join(errors)})" if errors else "")
+        )
+    raise KubeConfigurationError("; ".join(errors))
+
+
+class Cluster:
+    """A connection to one cluster. Reads return plain dicts; writes retry transient errors."""
+
+    def __init__(self, client: Client, *, name: str = "", retries: int = 4, backoff: float = 0.5) -> None:
+        self._client = client
+        self.name = name
+        self._retries = retries
+        self._backoff = backoff
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, timeout: float = 15.0) -> Cluster:
+        cfg = load_kubeconfig(kubeconfig, context)
+        try:
+            single = cfg.get(context_name=context)
+            client = Client(config=single, timeout=httpx.Timeout(timeout), field_manager="cni-migrate")
+        except (ConfigError, ValueError) as e:
+            raise KubeConfigurationError(f"kubeconfig: {e}") from e
+        return cls(client, name=context or cfg.current_context or "")
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        delay = self._backoff
+        for attempt in range(self._retries + 1):
+            try:
+                return fn()
+            except ApiError as e:
+                if int(e.status.code or 0) not in RETRYABLE or attempt == self._retries:
+                    raise _translate(e, what) from e
+            except httpx.TransportError as e:
+                if attempt == self._retries:
+                    raise _translate(e, what) from e
+            time.sleep(delay)
+            delay *= 2
+        raise KubeError(f"{what}: retries exhausted")  # pragma: no cover - loop always returns or raises
+
+    # --- reads ---------------------------------------------------------------------------------------------
+
+    def server_version(self) -> str:
+        def get() -> str:
+            http: httpx.Client = self._client._client._client  # lightkube exposes no /version call
+            resp = http.get("/version")
+            resp.raise_for_status()
+            return str(resp.json().get("gitVersion", ""))
+
+        try:
+            return self._call("GET /version", get)
+        except httpx.HTTPStatusError as e:
+            raise ApiStatusError(e.response.status_code, "GET /version") from e
+
+    def list_objects(
+        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Obj]:
+        res = _resource_class(rt)
+        what = f"list {rt.plural}.{rt.group or 'core'}"
+
+        def do() -> list[Obj]:
+            kwargs: dict[str, Any] = {"chunk_size": 500}
+            if rt.namespaced:
+                kwargs["namespace"] = namespace if namespace is not None else "*"
+            if label_selector:
+                kwargs["labels"] = _parse_selector(label_selector)
+            out = []
+            for o in self._client.list(res, **kwargs):
+                d = dict(o)
+                d.setdefault("apiVersion", rt.api_version)
+                d.setdefault("kind", rt.kind)
+                out.append(d)
+            return out
+
+        return self._call(what, do)
+
+    def list_names(
+        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> list[Obj]:
+        """Only name, namespace and labels of each object: how Secrets are listed, never their data."""
+        params: dict[str, str] = {}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
+        path = f"{prefix}/namespaces/{namespace}/{rt.plural}" if namespace else f"{prefix}/{rt.plural}"
+
+        def do() -> list[Obj]:
+            http: httpx.Client = self._client._client._client
+            resp = http.get(
+                path,
+                params=params,
+                headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
+            )
+            if resp.status_code >= 400:
+                raise ApiStatusError(resp.status_code, f"GET {path}")
+            items = resp.json().get("items") or []
+            return [
+                {
+                    "apiVersion": rt.api_version,
+                    "kind": rt.kind,
+                    "metadata": {
+                        k: i["metadata"][k] for k in ("name", "namespace", "labels") if k in i.get("metadata", {})
+                    },
+                }
+                for i in items
+            ]
+
+        return self._call(f"list names of {rt.plural}", do)
+
+    def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Obj:
+        res = _resource_class(rt)
+        return self._call(
+            f"get {rt.kind} {namespace + '/' if namespace else ''}{name}",
+            lambda: dict(self._client.get(res, name=name, namespace=namespace)),
+        )
+
+    def api_resources(self) -> Iterator[ResourceType]:
+        """Every listable resource type the server serves (discovery), preferred versions only."""
+        http: httpx.Client = self._client._client._client
+
+        def fetch(path: str) -> Obj:
+            resp = http.get(path)
+            if resp.status_code >= 400:
+                raise ApiStatusError(resp.status_code, f"GET {path}")
+            body: Obj = resp.json()
+            return body
+
+        core = self._call("discovery /api/v1", lambda: fetch("/api/v1"))
+        for r in core.get("resources") or []:
+            if "/" not in r["name"] and "list" in r.get("verbs", []):
+                yield ResourceType("", "v1", r["kind"], r["name"], bool(r.get("namespaced")))
+        groups = self._call("discovery /apis", lambda: fetch("/apis"))
+        for g in groups.get("groups") or []:
+            pv = g.get("preferredVersion") or {}
+            gv = pv.get("groupVersion")
+            if not gv:
+                continue
+            try:
+                doc = self._call(f"discovery /apis/{gv}", partial(fetch, f"/apis/{gv}"))
+            except KubeError:
+                continue  # an unavailable aggregated API must not stop discovery
+            group, version = gv.split("/", 1)
+            for r in doc.get("resources") or []:
+                if "/" not in r["name"] and "list" in r.get("verbs", []):
+                    yield ResourceType(group, version, r["kind"], r["name"], bool(r.get("namespaced")))
+
+    # --- writes -------------------------------------------------------------------------------------------
+
+    def raw(self) -> Client:
+        """The underlying client, for code inside this package only."""
+        return self._client
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _parse_selector(selector: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for part in selector.split(","):
+        k, _, v = part.partition("=")
+        out[k.strip()] = v.strip() if v else None
+    return out
