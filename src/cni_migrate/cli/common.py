@@ -143,7 +143,10 @@ def emit(data: Any, fmt: OutputFormat | str, table: Callable[[Console], None]) -
     elif fmt == "yaml":
         sys.stdout.write(dump_yaml(data))
     else:
-        table(Console())
+        console = Console()
+        if not console.is_terminal:  # piped: don't squeeze tables into 80 columns
+            console = Console(width=160)
+        table(console)
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> NoReturn:

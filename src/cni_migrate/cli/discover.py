@@ -28,7 +28,7 @@ from cni_migrate.facts.objects import KindRef
 from cni_migrate.facts.snapshot import MANIFEST_NAME, manifest_document
 
 
-def _fact(f: Fact[Any]) -> str:
+def _fact_text(f: Fact[Any], verbose: bool) -> str:
     if not f.known:
         return f"[yellow]unknown[/yellow] [dim]({f.unknown})[/dim]"
     v = f.value
@@ -38,10 +38,15 @@ def _fact(f: Fact[Any]) -> str:
         v = f"{v.host}:{v.port}"
     elif isinstance(v, bool):
         v = "yes" if v else "no"
-    return f"{v} [dim]({f.source})[/dim]"
+    return f"{v} [dim]({f.source})[/dim]" if verbose else str(v)
 
 
-def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem]) -> None:
+def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem], *, verbose: bool = False) -> None:
+    """The human summary; sources of facts are shown with --verbose (always in -o json/yaml)."""
+
+    def _fact(f: Fact[Any]) -> str:
+        return _fact_text(f, verbose)
+
     s = facts.source
     console.print(f"[bold]Cluster facts[/bold] from {s.kind} {s.location} ({s.objects} objects)")
     t = Table(show_header=False, box=None, pad_edge=False)
@@ -154,7 +159,7 @@ def discover(
         facts = opts.facts()
         problems = find_problems(facts)
         doc = {"facts": facts, "problems": problems}
-        emit(doc, output or opts.output, lambda c: render_summary(c, facts, problems))
+        emit(doc, output or opts.output, lambda c: render_summary(c, facts, problems, verbose=opts.verbose))
         return EXIT_FINDINGS if any(p.severity == "error" for p in problems) else 0
 
     guarded(body)

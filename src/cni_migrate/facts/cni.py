@@ -178,7 +178,7 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
         route_reflectors=_route_reflectors(store),
         nodes_bgp=_nodes_bgp(store),
         ip_autodetection_method=_autodetection(installation, node_c, node_ds),
-        calico_networking_backend=_networking_backend(installation, node_c, node_ds),
+        calico_networking_backend=_networking_backend(store, installation, node_c, node_ds),
         felix=felix,
         vxlan_port=vxlan_port,
         uses_ipip=uses_ipip,
@@ -349,7 +349,9 @@ def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node
     return Fact.missing("neither calico-node's DaemonSet nor a tigera Installation was seen")
 
 
-def _networking_backend(installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None) -> Fact[str]:
+def _networking_backend(
+    store: ObjectStore, installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None
+) -> Fact[str]:
     if installation is not None:
         bgp = dig(installation, "spec", "calicoNetwork", "bgp")
         return Fact.of(
@@ -357,8 +359,16 @@ def _networking_backend(installation: Obj | None, node_c: dict[str, Any] | None,
             f"{ref_text(installation)} spec.calicoNetwork.bgp",
         )
     if node_c is not None:
-        value = env_value(node_c, "CALICO_NETWORKING_BACKEND")
-        return Fact.of(value or "bird", f"{ref_text(node_ds or {})} env CALICO_NETWORKING_BACKEND")
+        ns = namespace_of(node_ds or {})
+
+        def configmap(name: str, key: str) -> str | None:
+            value = dig(store.get(CONFIGMAP, ns, name) or {}, "data", key)
+            return str(value) if value is not None else None
+
+        value = env_value(node_c, "CALICO_NETWORKING_BACKEND", configmap)
+        if value:
+            return Fact.of(value, f"{ref_text(node_ds or {})} env CALICO_NETWORKING_BACKEND")
+        return Fact.of("bird", f"{ref_text(node_ds or {})} (CALICO_NETWORKING_BACKEND unset: Calico's default)")
     return Fact.missing("neither calico-node's DaemonSet nor a tigera Installation was seen")
 
 

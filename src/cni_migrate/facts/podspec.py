@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cni_migrate.facts.objects import Obj, dig
@@ -39,10 +39,16 @@ def image_tag(image: str | None) -> str | None:
     return last.split(":", 1)[1] if ":" in last else None
 
 
-def env_value(c: dict[str, Any], name: str) -> str | None:
+def env_value(c: dict[str, Any], name: str, configmap: Callable[[str, str], str | None] | None = None) -> str | None:
+    """An env variable's literal value, or (given a lookup) the ConfigMap key it references."""
     for e in c.get("env") or []:
-        if isinstance(e, dict) and e.get("name") == name and isinstance(e.get("value"), str):
+        if not isinstance(e, dict) or e.get("name") != name:
+            continue
+        if isinstance(e.get("value"), str):
             return str(e["value"])
+        ref = dig(e, "valueFrom", "configMapKeyRef")
+        if configmap is not None and isinstance(ref, dict) and ref.get("name") and ref.get("key"):
+            return configmap(str(ref["name"]), str(ref["key"]))
     return None
 
 
