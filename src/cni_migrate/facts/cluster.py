@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections import Counter
 from typing import Any
@@ -234,6 +235,14 @@ def kube_proxy_facts(store: ObjectStore) -> KubeProxyFacts:
     )
 
 
+def _cidr_sort_key(cidr: str) -> tuple[int, int, int]:
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return (9, 0, 0)
+    return (net.version, int(net.network_address), net.prefixlen)
+
+
 def _split(v: str) -> list[str]:
     return [x.strip() for x in v.split(",") if x.strip()]
 
@@ -268,7 +277,7 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
         pods = Fact.of([cni.flannel.network.value], str(cni.flannel.network.source))
     elif cni.calico and cni.calico.ip_pools:
         pods = Fact.of(
-            [p.cidr for p in cni.calico.ip_pools if not p.disabled],
+            sorted((p.cidr for p in cni.calico.ip_pools if not p.disabled), key=_cidr_sort_key),
             "enabled Calico IPPools (no kubeadm podSubnet)",
         )
     else:
