@@ -83,7 +83,7 @@ def test_scalar_document_rejected(tmp_path: Path) -> None:
 def test_missing_path_and_empty_dir(tmp_path: Path) -> None:
     with pytest.raises(SnapshotError, match="no such file or directory"):
         load_snapshot(tmp_path / "nope")
-    with pytest.raises(SnapshotError, match="holds no .yaml"):
+    with pytest.raises(SnapshotError, match=r"holds no \.yaml"):
         load_snapshot(tmp_path)
 
 
