@@ -47,12 +47,31 @@ def overlaps(a: Network, b: Network) -> bool:
 
 
 def find_overlaps(left: Iterable[NamedRange], right: Iterable[NamedRange] | None = None) -> list[Overlap]:
-    """Overlaps between two groups, or among one group's members when ``right`` is None."""
+    """Overlaps between two groups, or among one group's members when ``right`` is None.
+
+    A sweep over ranges sorted by start address: O(n log n + overlaps), so 5,000 node addresses against a few
+    hundred pools stays instant where the pairwise check took seconds.
+    """
     lhs = list(left)
-    if right is None:
-        return [Overlap(x, y) for i, x in enumerate(lhs) for y in lhs[i + 1 :] if overlaps(x.network, y.network)]
-    rhs = list(right)
-    return [Overlap(x, y) for x in lhs for y in rhs if overlaps(x.network, y.network)]
+    rhs = None if right is None else list(right)
+    tagged: list[tuple[int, int, int, int, NamedRange]] = []  # (version, start, end, side, range)
+    for side, group in ((0, lhs), (1, rhs if rhs is not None else [])):
+        for r in group:
+            n = r.network
+            tagged.append((n.version, int(n.network_address), int(n.broadcast_address), side, r))
+    tagged.sort(key=lambda t: (t[0], t[1], t[2]))
+    out: list[Overlap] = []
+    active: list[tuple[int, int, int, int, NamedRange]] = []
+    for cur in tagged:
+        version, start = cur[0], cur[1]
+        active = [a for a in active if a[0] == version and a[2] >= start]
+        for a in active:
+            if rhs is None:
+                out.append(Overlap(a[4], cur[4]))
+            elif a[3] != cur[3]:
+                out.append(Overlap(a[4], cur[4]) if a[3] == 0 else Overlap(cur[4], a[4]))
+        active.append(cur)
+    return out
 
 
 def host_network(ip: str) -> Network | None:

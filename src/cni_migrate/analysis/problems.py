@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 from cni_migrate.analysis.cidrs import NamedRange, find_overlaps, host_network, try_parse
-from cni_migrate.analysis.selectors import SelectorError, calico_matches, parse_calico_selector
+from cni_migrate.analysis.selectors import SelectorError, compile_calico, parse_calico_selector
 from cni_migrate.facts.kernel import kernel_key
 from cni_migrate.facts.model import ClusterFacts
 
@@ -137,7 +137,7 @@ def _pool_selector_problems(facts: ClusterFacts) -> list[Problem]:
         if p.disabled:
             continue
         try:
-            parsed.append((p, parse_calico_selector(p.node_selector)))
+            parsed.append((p, compile_calico(parse_calico_selector(p.node_selector))))
         except SelectorError as e:
             out.append(
                 Problem(
@@ -147,19 +147,23 @@ def _pool_selector_problems(facts: ClusterFacts) -> list[Problem]:
                     subjects=[p.name],
                 )
             )
-    for i, (a, sa) in enumerate(parsed):
-        for b, sb in parsed[i + 1 :]:
-            if (":" in a.cidr) != (":" in b.cidr):
-                continue
-            shared = [n.name for n in facts.nodes if calico_matches(sa, n.labels) and calico_matches(sb, n.labels)]
-            if shared:
-                out.append(
-                    Problem(
-                        id="overlapping-pool-selectors",
-                        severity="warning",
-                        message=f"IPPools {a.name} ({a.node_selector}) and {b.name} ({b.node_selector}) both select "
-                        f"{len(shared)} node(s): {', '.join(shared[:5])}; Calico may allocate from either",
-                        subjects=[a.name, b.name],
-                    )
-                )
+    # One pass over nodes: which pools select each node; pairs of same-family pools sharing a node overlap.
+    shared: dict[tuple[int, int], list[str]] = defaultdict(list)
+    for node in facts.nodes:
+        matching = [i for i, (_, sel) in enumerate(parsed) if sel(node.labels)]
+        for x, i in enumerate(matching):
+            for j in matching[x + 1 :]:
+                if (":" in parsed[i][0].cidr) == (":" in parsed[j][0].cidr):
+                    shared[(i, j)].append(node.name)
+    for (i, j), names in sorted(shared.items()):
+        a, b = parsed[i][0], parsed[j][0]
+        out.append(
+            Problem(
+                id="overlapping-pool-selectors",
+                severity="warning",
+                message=f"IPPools {a.name} ({a.node_selector}) and {b.name} ({b.node_selector}) both select "
+                f"{len(names)} node(s): {', '.join(names[:5])}; Calico may allocate from either",
+                subjects=[a.name, b.name],
+            )
+        )
     return out

@@ -9,7 +9,7 @@ subset Kubernetes can express (a conjunction of equality, set and existence test
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Union
 
@@ -266,6 +266,38 @@ def calico_matches(expr: Expr, labels: Mapping[str, str]) -> bool:
     if expr.op == "starts with":
         return v.startswith(expr.values[0])
     return v.endswith(expr.values[0])
+
+
+Matcher = Callable[[Mapping[str, str]], bool]
+
+
+def compile_calico(expr: Expr) -> Matcher:
+    """A closure equivalent to ``calico_matches(expr, labels)``, several times faster on many nodes."""
+    if isinstance(expr, All):
+        return lambda _labels: True
+    if isinstance(expr, Has):
+        key = expr.key
+        return lambda labels: key in labels
+    if isinstance(expr, Not):
+        inner = compile_calico(expr.expr)
+        return lambda labels: not inner(labels)
+    if isinstance(expr, And):
+        parts = [compile_calico(e) for e in expr.items]
+        return lambda labels: all(p(labels) for p in parts)
+    if isinstance(expr, Or):
+        alts = [compile_calico(e) for e in expr.items]
+        return lambda labels: any(p(labels) for p in alts)
+    key, values, op = expr.key, expr.values, expr.op
+    if op == "==":
+        return lambda labels: labels.get(key) == values[0]
+    if op == "!=":
+        return lambda labels: labels.get(key) != values[0]
+    if op in ("in", "not in"):
+        members = frozenset(values)
+        if op == "in":
+            return lambda labels: labels.get(key) in members
+        return lambda labels: labels.get(key) not in members
+    return lambda labels: calico_matches(expr, labels)
 
 
 class Untranslatable(ValueError):

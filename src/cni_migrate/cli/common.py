@@ -10,7 +10,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import orjson
 import typer
@@ -20,11 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from cni_migrate.facts import extract_facts
-from cni_migrate.facts.live import read_cluster
 from cni_migrate.facts.model import ClusterFacts
 from cni_migrate.facts.objects import ObjectStore
 from cni_migrate.facts.snapshot import SnapshotError, load_snapshot
-from cni_migrate.kube import Cluster, ClusterUnreachable, KubeConfigurationError, KubeError
+from cni_migrate.kube import ClusterUnreachable, KubeConfigurationError, KubeError
+
+if TYPE_CHECKING:
+    from cni_migrate.kube.client import Cluster
 
 EXIT_OK = 0
 EXIT_FINDINGS = 1
@@ -57,6 +59,8 @@ class GlobalOptions:
         return Console(stderr=True, quiet=self.quiet)
 
     def connect(self) -> Cluster:
+        from cni_migrate.kube.client import Cluster  # noqa: PLC0415 - the client library loads only when needed
+
         if self.snapshot:
             raise BadInput("this command needs a live cluster; --snapshot cannot be used with it")
         return Cluster.connect(self.kubeconfig, self.context)
@@ -66,6 +70,8 @@ class GlobalOptions:
             if self.snapshot:
                 self._store = load_snapshot(self.snapshot)
             else:
+                from cni_migrate.facts.live import read_cluster  # noqa: PLC0415 - see connect()
+
                 cluster = self.connect()
                 with progress_bar(self, "reading cluster") as advance:
                     self._store = read_cluster(cluster, progress=advance)

@@ -22,7 +22,6 @@ from cni_migrate.cli.common import (
     options,
     progress_bar,
 )
-from cni_migrate.facts.live import read_cluster
 from cni_migrate.facts.model import ApiEndpoint, ClusterFacts, Fact
 from cni_migrate.facts.objects import KindRef
 from cni_migrate.facts.snapshot import MANIFEST_NAME, manifest_document
@@ -176,6 +175,8 @@ def snapshot(
     def body() -> int:
         if out_dir.exists() and any(out_dir.iterdir()) and not force:
             raise BadInput(f"{out_dir} is not empty; choose another directory or pass --force")
+        from cni_migrate.facts.live import read_cluster  # noqa: PLC0415 - loads the client library
+
         cluster = opts.connect()
         with progress_bar(opts, "capturing") as advance:
             store = read_cluster(cluster, progress=advance)

@@ -129,8 +129,12 @@ def workload_facts(store: ObjectStore) -> WorkloadFacts:
             pods=Fact.missing(why), host_network_pods=Fact.missing(why), pods_not_running=Fact.missing(why)
         )
     pods = store.of(POD)
-    host = sum(1 for p in pods if dig(p, "spec", "hostNetwork"))
-    not_running = sum(1 for p in pods if dig(p, "status", "phase") not in ("Running", "Succeeded"))
+    host = not_running = 0
+    for p in pods:
+        if (p.get("spec") or {}).get("hostNetwork"):
+            host += 1
+        if (p.get("status") or {}).get("phase") not in ("Running", "Succeeded"):
+            not_running += 1
     return WorkloadFacts(
         pods=Fact.of(len(pods), "Pod objects"),
         host_network_pods=Fact.of(host, "Pod objects with spec.hostNetwork"),
@@ -156,9 +160,7 @@ def _kubeadm_cluster_config(store: ObjectStore) -> tuple[dict[str, Any] | None, 
 
 
 def _static_pod_args(store: ObjectStore, component: str) -> tuple[list[str], str, Obj | None]:
-    for p in store.of(POD):
-        if namespace_of(p) != "kube-system":
-            continue
+    for p in store.in_namespace(POD, "kube-system"):
         labels = meta(p).get("labels") or {}
         if labels.get("component") == component or name_of(p).startswith(component + "-"):
             for c in containers(p):

@@ -10,7 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from cni_migrate.facts.objects import CALICO_GROUPS, SECRET, KindRef, ObjectStore
-from cni_migrate.kube import Cluster, Forbidden, NotFound, ResourceType
+from cni_migrate.kube import Forbidden, NotFound, ResourceType
+from cni_migrate.kube.client import Cluster
 
 
 @dataclass(frozen=True)

@@ -88,20 +88,35 @@ class ObjectStore:
     ignored: dict[str, int] = field(default_factory=dict)
     server_version: str | None = None
     location: str = ""
+    # (apiVersion, kind) -> KindRef, or None for kinds the tool does not use: snapshots repeat a few kinds
+    # 100,000s of times, so each is classified once.
+    _refs: dict[tuple[str, str], KindRef | None] = field(default_factory=dict)
+    _ns_index: dict[tuple[KindRef, str], list[Obj]] = field(default_factory=dict)
 
     def add(self, obj: Obj) -> None:
-        ref = KindRef(group_of(str(obj.get("apiVersion", ""))), str(obj.get("kind", "")))
-        if not is_used(ref):
-            self.ignored[str(ref)] = self.ignored.get(str(ref), 0) + 1
-            return
-        if ref == SECRET:
-            obj = strip_secret(obj)
-        self._by_kind[ref].append(obj)
-        self.listed.add(ref)
+        self.add_all((obj,))
 
     def add_all(self, objs: Iterable[Obj]) -> None:
-        for o in objs:
-            self.add(o)
+        """Add objects; hot path for snapshots of 100,000s of objects, so classification is cached per kind."""
+        refs = self._refs
+        by_kind = self._by_kind
+        seen: set[KindRef] = set()
+        for obj in objs:
+            key = (obj.get("apiVersion", ""), obj.get("kind", ""))
+            try:
+                ref = refs[key]
+            except KeyError:
+                candidate = KindRef(group_of(str(key[0])), str(key[1]))
+                ref = refs[key] = candidate if is_used(candidate) else None
+            if ref is None:
+                label = str(KindRef(group_of(str(key[0])), str(key[1])))
+                self.ignored[label] = self.ignored.get(label, 0) + 1
+                continue
+            by_kind[ref].append(strip_secret(obj) if ref == SECRET else obj)
+            seen.add(ref)
+        if seen:
+            self._ns_index.clear()
+            self.listed.update(seen)
 
     def mark_listed(self, ref: KindRef) -> None:
         self.listed.add(ref)
@@ -111,6 +126,15 @@ class ObjectStore:
         for r in refs:
             out.extend(self._by_kind.get(r, ()))
         return out
+
+    def in_namespace(self, ref: KindRef, namespace: str) -> list[Obj]:
+        """Objects of one kind in one namespace (memoized until the next add)."""
+        key = (ref, namespace)
+        if key not in self._ns_index:
+            self._ns_index[key] = [
+                o for o in self._by_kind.get(ref, ()) if (o.get("metadata") or {}).get("namespace") == namespace
+            ]
+        return self._ns_index[key]
 
     def has_listed(self, *refs: KindRef) -> bool:
         return any(r in self.listed for r in refs)

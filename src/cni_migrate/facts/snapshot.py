@@ -47,8 +47,8 @@ def load_snapshot(path: Path | str) -> ObjectStore:
         if f.name == MANIFEST_NAME:
             _read_manifest(f, store)
             continue
-        for obj in _objects_in_file(f):
-            _add(store, obj, f)
+        for batch in _batches_in_file(f):
+            store.add_all(_checked(batch, f))
     return store
 
 
@@ -66,7 +66,8 @@ def _read_bytes(path: Path) -> bytes:
         raise SnapshotError(path, f"cannot read file: {e.strerror}") from e
 
 
-def _objects_in_file(path: Path) -> Iterator[Any]:
+def _batches_in_file(path: Path) -> Iterator[list[Any]]:
+    """The objects of each document in a file, a list per document (a List's items, or one object)."""
     data = _read_bytes(path)
     stripped = data.lstrip()
     if path.suffix == ".json" or stripped[:1] in (b"{", b"["):
@@ -74,12 +75,12 @@ def _objects_in_file(path: Path) -> Iterator[Any]:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             raise SnapshotError(path, f"malformed JSON: {e.msg}", line=e.lineno) from e
-        yield from _flatten(doc, path)
+        yield _flatten(doc, path)
         return
     try:
         for doc in yaml.load_all(data, Loader=_Loader):
             if doc is not None:
-                yield from _flatten(doc, path)
+                yield _flatten(doc, path)
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark is not None else None
         raise SnapshotError(path, f"malformed YAML: {e.problem or e}", line=line) from e
@@ -87,29 +88,31 @@ def _objects_in_file(path: Path) -> Iterator[Any]:
         raise SnapshotError(path, f"malformed YAML: {e}") from e
 
 
-def _flatten(doc: Any, path: Path) -> Iterator[Any]:
+def _flatten(doc: Any, path: Path) -> list[Any]:
     if isinstance(doc, list):  # a bare JSON array of objects
-        for item in doc:
-            yield from _flatten(item, path)
-        return
+        return [o for item in doc for o in _flatten(item, path)]
     if not isinstance(doc, dict):
         raise SnapshotError(path, f"expected a Kubernetes object or List, found a {type(doc).__name__}")
     kind = doc.get("kind")
-    if isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list):
-        for item in doc["items"]:
-            yield from _flatten(item, path)
-        return
-    yield doc
+    items = doc.get("items")
+    if isinstance(kind, str) and kind.endswith("List") and isinstance(items, list):
+        if any(isinstance(i, dict) and str(i.get("kind", "")).endswith("List") for i in items[:1]):
+            return [o for item in items for o in _flatten(item, path)]
+        return items
+    return [doc]
 
 
-def _add(store: ObjectStore, obj: Any, path: Path) -> None:
-    if not isinstance(obj, dict):
-        raise SnapshotError(path, "expected every item to be an object with apiVersion and kind")
-    kind = obj.get("kind")
-    if not isinstance(kind, str) or not kind or not isinstance(obj.get("apiVersion"), str):
-        name = (obj.get("metadata") or {}).get("name", "?") if isinstance(obj.get("metadata"), dict) else "?"
-        raise SnapshotError(path, f"object {name!r} lacks apiVersion or kind (expected kubectl output)")
-    store.add(obj)
+def _checked(objs: list[Any], path: Path) -> list[Any]:
+    for obj in objs:
+        if (
+            not isinstance(obj, dict)
+            or not isinstance(obj.get("kind"), str)
+            or not isinstance(obj.get("apiVersion"), str)
+        ):
+            md = obj.get("metadata") if isinstance(obj, dict) else None
+            name = md.get("name", "?") if isinstance(md, dict) else "?"
+            raise SnapshotError(path, f"object {name!r} lacks apiVersion or kind (expected kubectl output)")
+    return objs
 
 
 def _read_manifest(path: Path, store: ObjectStore) -> None:

@@ -1,20 +1,22 @@
-"""The only package that talks to the Kubernetes API."""
+"""The only package that talks to the Kubernetes API.
 
-from cni_migrate.kube.client import (
+Errors and resource types are importable cheaply; ``cni_migrate.kube.client`` (which loads the client library)
+is imported only by code that really connects.
+"""
+
+from cni_migrate.kube.errors import (
     ApiStatusError,
-    Cluster,
     ClusterUnreachable,
     Conflict,
     Forbidden,
     KubeConfigurationError,
     KubeError,
     NotFound,
-    ResourceType,
 )
+from cni_migrate.kube.types import ResourceType
 
 __all__ = [
     "ApiStatusError",
-    "Cluster",
     "ClusterUnreachable",
     "Conflict",
     "Forbidden",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,54 +17,35 @@ import httpx2 as httpx
 from lightkube import ApiError, Client, ConfigError, KubeConfig
 from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
+from cni_migrate.kube.errors import (
+    ApiStatusError,
+    ClusterUnreachable,
+    Conflict,
+    Forbidden,
+    KubeConfigurationError,
+    KubeError,
+    NotFound,
+)
+from cni_migrate.kube.types import ResourceType
+
+__all__ = [  # errors re-exported for callers that import them from here
+    "ApiStatusError",
+    "Cluster",
+    "ClusterUnreachable",
+    "Conflict",
+    "Forbidden",
+    "KubeConfigurationError",
+    "KubeError",
+    "NotFound",
+    "ResourceType",
+    "load_kubeconfig",
+]
+
 Obj = dict[str, Any]
 T = TypeVar("T")
 
 # Status codes worth retrying: throttling and transient server trouble.
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
-
-
-class KubeError(Exception):
-    """A failure talking to the cluster, with a message fit for an operator at 2 a.m."""
-
-
-class KubeConfigurationError(KubeError):
-    """Bad --kubeconfig/--context/KUBECONFIG: user input, exit code 2."""
-
-
-class ClusterUnreachable(KubeError):
-    pass
-
-
-class NotFound(KubeError):
-    pass
-
-
-class Conflict(KubeError):
-    """A write lost a race (409): re-read and retry, or give up."""
-
-
-class Forbidden(KubeError):
-    pass
-
-
-class ApiStatusError(KubeError):
-    def __init__(self, code: int, message: str) -> None:
-        self.code = code
-        super().__init__(f"HTTP {code}: {message}")
-
-
-@dataclass(frozen=True)
-class ResourceType:
-    group: str
-    version: str
-    kind: str
-    plural: str
-    namespaced: bool
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 def _resource_class(rt: ResourceType) -> Any:  # lightkube generic resource classes are built at runtime
