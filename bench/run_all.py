@@ -14,7 +14,7 @@ def main() -> int:
     failed = 0
     for script in sorted(HERE.glob("bench_*.py")):
         print(f"# {script.name}", flush=True)
-        proc = subprocess.run([sys.executable, str(script), *sys.argv[1:]], cwd=HERE, check=False)
+        proc = subprocess.run([sys.executable, str(script)], cwd=HERE, check=False)
         failed += proc.returncode != 0
     return 1 if failed else 0
 
