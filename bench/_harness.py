@@ -44,7 +44,16 @@ def ensure_generated(nodes: int, pods: int) -> Path:
     out = ROOT / "bench" / "generated" / f"cluster-{nodes}n-{pods}p"
     if not (out / "pods.json").exists():
         subprocess.run(
-            [PYTHON, str(ROOT / "bench" / "generate_cluster.py"), "--nodes", str(nodes), "--pods", str(pods), "--out", str(out)],
+            [
+                PYTHON,
+                str(ROOT / "bench" / "generate_cluster.py"),
+                "--nodes",
+                str(nodes),
+                "--pods",
+                str(pods),
+                "--out",
+                str(out),
+            ],
             check=True,
         )
     return out
