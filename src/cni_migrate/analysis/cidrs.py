@@ -81,3 +81,12 @@ def host_network(ip: str) -> Network | None:
     except ValueError:
         return None
     return ipaddress.ip_network(f"{addr}/{addr.max_prefixlen}")
+
+
+def within(inner: Network, outer: Network) -> bool:
+    """``inner`` is a subnet of (or equal to) ``outer``; networks of different families never are."""
+    if isinstance(inner, ipaddress.IPv4Network) and isinstance(outer, ipaddress.IPv4Network):
+        return inner.subnet_of(outer)
+    if isinstance(inner, ipaddress.IPv6Network) and isinstance(outer, ipaddress.IPv6Network):
+        return inner.subnet_of(outer)
+    return False

@@ -8,6 +8,9 @@ import typer
 
 from cni_migrate import __version__
 from cni_migrate.cli import discover as discover_cmd
+from cni_migrate.cli import ipam as ipam_cmd
+from cni_migrate.cli import lint as lint_cmd
+from cni_migrate.cli import plan as plan_cmd
 from cni_migrate.cli.common import GlobalOptions, OutputFormat
 
 app = typer.Typer(
@@ -51,6 +54,9 @@ def root(
 app.command("discover")(discover_cmd.discover)
 app.command("snapshot")(discover_cmd.snapshot)
 # Sub-command registrations (one line each) follow.
+app.add_typer(ipam_cmd.app, name="ipam")
+app.command("plan")(plan_cmd.plan)
+app.command("lint")(lint_cmd.lint)
 
 
 def run() -> None:
