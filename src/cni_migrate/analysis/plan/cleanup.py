@@ -1,0 +1,211 @@
+"""Node-level work as data: what to save before touching a node, and how to clean a CNI off it.
+
+Every destructive command names the node state it removes; the backup commands name the state they save, so
+"nothing is removed before it is saved" can be checked on the plan itself (see :mod:`.invariants`).
+"""
+
+from __future__ import annotations
+
+from cni_migrate.analysis.plan.model import NodeCommand
+from cni_migrate.analysis.plan.options import Resolved
+
+CNI_DIR = "/etc/cni/net.d"
+
+
+def old_cni_conf_globs(r: Resolved) -> list[str]:
+    if r.old_cni == "flannel":
+        return ["*flannel*"]
+    if r.old_cni == "canal":
+        return ["*canal*", "*calico*", "*flannel*"]
+    if r.old_cni == "calico":
+        return ["*calico*"]
+    return []
+
+
+def node_backup_commands(r: Resolved, node_dir: str) -> list[NodeCommand]:
+    """Save everything the cleanup may remove: CNI configuration, iptables/ip6tables, ipsets, IPVS, routes, links,
+    loaded modules and the old CNI's state directories."""
+    ipvs = r.facts.kube_proxy.mode.value == "ipvs"
+    cmds = [
+        NodeCommand(
+            run=f"mkdir -p {node_dir} && cp -a {CNI_DIR} {node_dir}/cni-net.d",
+            description="copy the CNI configuration directory",
+            saves=["cni-config"],
+        ),
+        NodeCommand(
+            run=f"iptables-save > {node_dir}/iptables.rules && ip6tables-save > {node_dir}/ip6tables.rules",
+            description="save the iptables and ip6tables rules",
+            saves=["iptables"],
+        ),
+        NodeCommand(
+            run=f"ip route show table all > {node_dir}/routes.txt && "
+            f"ip -6 route show table all > {node_dir}/routes6.txt",
+            description="record the routing tables",
+            saves=["routes"],
+        ),
+        NodeCommand(
+            run=f"ip -d link show > {node_dir}/links.txt",
+            description="record the network links",
+            saves=["links"],
+        ),
+        NodeCommand(
+            run=f"(ipset save > {node_dir}/ipsets.txt 2>/dev/null || true)",
+            description="save the ipsets (absent tools are fine)",
+            saves=["ipsets"],
+        ),
+        NodeCommand(
+            run=f"lsmod > {node_dir}/modules.txt", description="record loaded modules", saves=["kernel-modules"]
+        ),
+        NodeCommand(
+            run=f"tar -C / -czf {node_dir}/cni-state.tgz --ignore-failed-read "
+            "var/lib/calico var/run/calico run/flannel var/lib/cni 2>/dev/null || true",
+            description="archive the old CNI's state directories (host-local IPAM, Calico and Flannel state)",
+            saves=["cni-state"],
+        ),
+    ]
+    if ipvs:
+        cmds.append(
+            NodeCommand(
+                run=f"(ipvsadm-save -n > {node_dir}/ipvs.rules 2>/dev/null || true)",
+                description="save the IPVS rules kube-proxy (ipvs mode) programmed",
+                saves=["ipvs"],
+            )
+        )
+    return cmds
+
+
+def iptables_filter(r: Resolved, *, kube_proxy: bool) -> str:
+    """A grep -v pattern of the chains and rules to drop: Calico (``cali-``/``cali:``), Flannel (``FLANNEL``)
+    and, when kube-proxy is gone, kube-proxy's ``KUBE-`` chains."""
+    parts: list[str] = []
+    if r.old_cni in ("calico", "canal"):
+        parts.append("cali[-:]")
+    if r.old_cni in ("flannel", "canal"):
+        parts.append("FLANNEL")
+    if kube_proxy:
+        parts.append("KUBE-")
+    return "|".join(parts)
+
+
+def old_cni_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> list[NodeCommand]:
+    """Remove what the old CNI (and kube-proxy when ``kube_proxy``) left on a node, as the lossy seed does, with
+    the configuration files moved into the node backup instead of deleted."""
+    cmds: list[NodeCommand] = []
+    globs = old_cni_conf_globs(r)
+    if globs:
+        names = " -o ".join(f"-name '{g}'" for g in [*globs, "*.cilium_bak"])
+        cmds.append(
+            NodeCommand(
+                run=f"mkdir -p {node_dir}/removed-cni && find {CNI_DIR} -maxdepth 1 -type f \\( {names} \\) "
+                f"-exec mv -t {node_dir}/removed-cni {{}} +",
+                description="move the old CNI's configuration files out of the CNI directory (kept in the backup)",
+                removes=["cni-config"],
+            )
+        )
+    calico = r.old_cni in ("calico", "canal")
+    flannel = r.old_cni in ("flannel", "canal")
+    if calico:
+        cmds.append(
+            NodeCommand(
+                run="ip route flush proto bird",
+                description="remove the routes Calico's BIRD installed",
+                removes=["routes"],
+                ignore_errors=True,
+            )
+        )
+    link_patterns = []
+    if calico:
+        link_patterns += [r"cali[0-9a-f]+", r"vxlan\.calico", r"vxlan-v6\.calico"]
+    if flannel:
+        vni = r.facts.cni.flannel.vni.value if r.facts.cni.flannel and r.facts.cni.flannel.vni.known else 1
+        link_patterns += [rf"flannel\.{vni}", "cni0"]
+    if kube_proxy and r.facts.kube_proxy.mode.value == "ipvs":
+        link_patterns.append("kube-ipvs0")
+    if link_patterns:
+        regex = "|".join(link_patterns)
+        cmds.append(
+            NodeCommand(
+                run="ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | "
+                f"grep -E '^({regex})$' | xargs -r -n1 ip link delete",
+                description="delete the old CNI's interfaces"
+                + (" and kube-proxy's kube-ipvs0" if "kube-ipvs0" in link_patterns else ""),
+                removes=["links"],
+            )
+        )
+    pattern = iptables_filter(r, kube_proxy=kube_proxy)
+    if pattern:
+        cmds.append(
+            NodeCommand(
+                run=f"iptables-save | grep -v -E -- '{pattern}' | iptables-restore && "
+                f"ip6tables-save | grep -v -E -- '{pattern}' | ip6tables-restore",
+                description="drop the old CNI's"
+                + (" and kube-proxy's" if kube_proxy else "")
+                + " iptables chains and rules",
+                removes=["iptables"],
+            )
+        )
+    if calico:
+        cmds.append(
+            NodeCommand(
+                run="(ipset list -n 2>/dev/null | grep -E '^cali' | xargs -r -n1 ipset destroy) || true",
+                description="destroy Calico's ipsets",
+                removes=["ipsets"],
+            )
+        )
+    if kube_proxy and r.facts.kube_proxy.mode.value == "ipvs":
+        cmds.append(NodeCommand(run="ipvsadm -C", description="clear kube-proxy's IPVS rules", removes=["ipvs"]))
+    if calico:
+        cmds.append(
+            NodeCommand(
+                run="modprobe -r ipip",
+                description="unload the ipip module (removes tunl0)",
+                removes=["kernel-modules", "links"],
+                ignore_errors=True,
+            )
+        )
+    cmds.append(
+        NodeCommand(
+            run="rm -rf /var/lib/calico /var/run/calico /run/flannel /var/lib/cni/networks/k8s-pod-network "
+            "/var/lib/cni/networks/cbr0",
+            description="remove the old CNI's state directories (archived in the backup)",
+            removes=["cni-state"],
+        )
+    )
+    return cmds
+
+
+def kube_proxy_node_cleanup(r: Resolved) -> list[NodeCommand]:
+    """After kube-proxy left a node: its iptables chains (and IPVS state), as Cilium's kube-proxy-free guide says."""
+    cmds = [
+        NodeCommand(
+            run="iptables-save | grep -v KUBE | iptables-restore && ip6tables-save | grep -v KUBE | ip6tables-restore",
+            description="drop kube-proxy's KUBE-* iptables chains",
+            removes=["iptables"],
+        )
+    ]
+    if r.facts.kube_proxy.mode.value == "ipvs":
+        cmds.append(NodeCommand(run="ipvsadm -C", description="clear kube-proxy's IPVS rules", removes=["ipvs"]))
+        cmds.append(
+            NodeCommand(
+                run="ip link delete kube-ipvs0", description="delete kube-ipvs0", removes=["links"], ignore_errors=True
+            )
+        )
+    return cmds
+
+
+def restore_commands(node_dir: str) -> list[NodeCommand]:
+    """Put a node's CNI configuration and iptables rules back from its backup (rollback of a cleanup)."""
+    return [
+        NodeCommand(
+            run=f"cp -a {node_dir}/cni-net.d/. {CNI_DIR}/ && rm -f {CNI_DIR}/05-cilium.conflist",
+            description="restore the CNI configuration files and remove Cilium's",
+        ),
+        NodeCommand(
+            run=f"iptables-restore < {node_dir}/iptables.rules && ip6tables-restore < {node_dir}/ip6tables.rules",
+            description="restore the saved iptables rules",
+        ),
+        NodeCommand(
+            run=f"tar -C / -xzf {node_dir}/cni-state.tgz 2>/dev/null || true",
+            description="restore the old CNI's state directories",
+        ),
+    ]
