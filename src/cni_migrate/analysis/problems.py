@@ -8,9 +8,15 @@ from typing import Literal
 from pydantic import BaseModel
 
 from cni_migrate.analysis.cidrs import NamedRange, find_overlaps, host_network, try_parse
-from cni_migrate.analysis.selectors import SelectorError, compile_calico, parse_calico_selector
+from cni_migrate.analysis.selectors import (
+    Matcher,
+    SelectorError,
+    compile_calico,
+    equality_requirement,
+    parse_calico_selector,
+)
 from cni_migrate.facts.kernel import kernel_key
-from cni_migrate.facts.model import ClusterFacts
+from cni_migrate.facts.model import ClusterFacts, IPPoolFacts
 
 
 class Problem(BaseModel):
@@ -132,25 +138,32 @@ def find_problems(facts: ClusterFacts) -> list[Problem]:
 def _pool_selector_problems(facts: ClusterFacts) -> list[Problem]:
     assert facts.cni.calico is not None
     out: list[Problem] = []
-    parsed = []
+    parsed: list[tuple[IPPoolFacts, Matcher]] = []
+    # Pools whose selector requires key == value are looked up by the node's label instead of evaluated on
+    # every node: rack-per-pool clusters have hundreds of pools and thousands of nodes.
+    by_label: dict[tuple[str, str], list[int]] = defaultdict(list)
+    always: list[int] = []
     for p in facts.cni.calico.ip_pools:
         if p.disabled:
             continue
         try:
-            parsed.append((p, compile_calico(parse_calico_selector(p.node_selector))))
+            expr = parse_calico_selector(p.node_selector)
         except SelectorError as e:
             out.append(
-                Problem(
-                    id="bad-pool-selector",
-                    severity="error",
-                    message=f"IPPool {p.name}: {e}",
-                    subjects=[p.name],
-                )
+                Problem(id="bad-pool-selector", severity="error", message=f"IPPool {p.name}: {e}", subjects=[p.name])
             )
-    # One pass over nodes: which pools select each node; pairs of same-family pools sharing a node overlap.
+            continue
+        index = len(parsed)
+        parsed.append((p, compile_calico(expr)))
+        required = equality_requirement(expr)
+        if required is None:
+            always.append(index)
+        else:
+            by_label[required].append(index)
     shared: dict[tuple[int, int], list[str]] = defaultdict(list)
     for node in facts.nodes:
-        matching = [i for i, (_, sel) in enumerate(parsed) if sel(node.labels)]
+        candidates = sorted({*always, *(i for kv in node.labels.items() for i in by_label.get(kv, ()))})
+        matching = [i for i in candidates if parsed[i][1](node.labels)]
         for x, i in enumerate(matching):
             for j in matching[x + 1 :]:
                 if (":" in parsed[i][0].cidr) == (":" in parsed[j][0].cidr):

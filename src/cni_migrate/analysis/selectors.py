@@ -300,6 +300,15 @@ def compile_calico(expr: Expr) -> Matcher:
     return lambda labels: calico_matches(expr, labels)
 
 
+def equality_requirement(expr: Expr) -> tuple[str, str] | None:
+    """A (key, value) every match must carry (``k == "v"`` at the top or in a top-level ``&&``), for indexing."""
+    terms = expr.items if isinstance(expr, And) else (expr,)
+    for t in terms:
+        if isinstance(t, Compare) and t.op == "==":
+            return (t.key, t.values[0])
+    return None
+
+
 class Untranslatable(ValueError):
     """A Calico selector Kubernetes label selectors cannot express; the message names the expression."""
 

@@ -2,18 +2,47 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import importlib
+from typing import Annotated, Any
 
 import typer
+from typer._click.core import Command, Context  # typer vendors click; its groups use these types
+from typer.core import TyperGroup
 
 from cni_migrate import __version__
 from cni_migrate.cli import discover as discover_cmd
-from cni_migrate.cli import ipam as ipam_cmd
-from cni_migrate.cli import lint as lint_cmd
-from cni_migrate.cli import plan as plan_cmd
 from cni_migrate.cli.common import GlobalOptions, OutputFormat
 
+# Sub-commands imported only when used: each pulls in its own analysis engine, and `lint` must start fast.
+# name -> (module, attribute): a typer.Typer sub-app, or a command function.
+LAZY_COMMANDS: dict[str, tuple[str, str]] = {
+    "lint": ("cni_migrate.cli.lint", "lint"),
+    "plan": ("cni_migrate.cli.plan", "plan"),
+    "ipam": ("cni_migrate.cli.ipam", "app"),
+}
+
+
+class LazyGroup(TyperGroup):
+    def list_commands(self, ctx: Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
+        if cmd_name not in LAZY_COMMANDS:
+            return super().get_command(ctx, cmd_name)
+        module, attr = LAZY_COMMANDS[cmd_name]
+        target: Any = getattr(importlib.import_module(module), attr)
+        if isinstance(target, typer.Typer):
+            cmd: Command = typer.main.get_group(target)
+        else:
+            single = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+            single.command(cmd_name)(target)
+            cmd = typer.main.get_command(single)
+        cmd.name = cmd_name
+        return cmd
+
+
 app = typer.Typer(
+    cls=LazyGroup,
     name="cni-migrate",
     help="Discover, lint, plan, execute and verify CNI migrations to Cilium on self-managed clusters.",
     no_args_is_help=True,
@@ -53,10 +82,7 @@ def root(
 
 app.command("discover")(discover_cmd.discover)
 app.command("snapshot")(discover_cmd.snapshot)
-# Sub-command registrations (one line each) follow.
-app.add_typer(ipam_cmd.app, name="ipam")
-app.command("plan")(plan_cmd.plan)
-app.command("lint")(lint_cmd.lint)
+# Further sub-commands: add them to LAZY_COMMANDS above.
 
 
 def run() -> None:

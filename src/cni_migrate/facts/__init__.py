@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cni_migrate.facts.cluster import (
+    PodStats,
     cilium_helm_releases,
     istio_facts,
     kube_proxy_facts,
@@ -14,6 +15,7 @@ from cni_migrate.facts.cluster import (
     workload_facts,
 )
 from cni_migrate.facts.cni import detect_cni
+from cni_migrate.facts.gcpause import gc_paused
 from cni_migrate.facts.model import ClusterFacts, Fact, SourceInfo
 from cni_migrate.facts.objects import (
     CONFIGMAP,
@@ -33,8 +35,14 @@ __all__ = ["ClusterFacts", "Fact", "SnapshotError", "extract_facts", "facts_from
 
 
 def extract_facts(store: ObjectStore, *, kind: str = "snapshot") -> ClusterFacts:
+    with gc_paused():
+        return _extract(store, kind)
+
+
+def _extract(store: ObjectStore, kind: str) -> ClusterFacts:
     cni = detect_cni(store)
-    nodes = node_facts(store)
+    pod_stats = PodStats.of(store)
+    nodes = node_facts(store, pod_stats)
     source = SourceInfo(
         kind="live" if kind == "live" else "snapshot",
         location=store.location,
@@ -53,7 +61,7 @@ def extract_facts(store: ObjectStore, *, kind: str = "snapshot") -> ClusterFacts
         kube_proxy=kube_proxy_facts(store),
         network=network_facts(store, cni),
         pdbs=pdb_facts(store),
-        workloads=workload_facts(store),
+        workloads=workload_facts(store, pod_stats),
         policies=policy_facts(store),
         istio=istio_facts(store),
         cilium_helm_releases=cilium_helm_releases(store),

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cni_migrate.facts.gcpause import gc_paused
 from cni_migrate.facts.objects import CALICO_GROUPS, SECRET, KindRef, ObjectStore
 from cni_migrate.kube import Forbidden, NotFound, ResourceType
 from cni_migrate.kube.client import Cluster
@@ -94,6 +95,17 @@ def read_cluster(cluster: Cluster, *, progress: Callable[[str, int, int], None] 
     store = ObjectStore(location=f"live cluster (context {cluster.name or 'current'})")
     store.server_version = cluster.server_version()
     plan = plan_capture(cluster)
+    with gc_paused(freeze=True):
+        _read_all(cluster, store, plan, progress)
+    return store
+
+
+def _read_all(
+    cluster: Cluster,
+    store: ObjectStore,
+    plan: list[tuple[Capture, ResourceType]],
+    progress: Callable[[str, int, int], None] | None,
+) -> None:
     for i, (cap, rt) in enumerate(plan):
         if progress is not None:
             progress(str(cap.ref), i, len(plan))
@@ -108,4 +120,3 @@ def read_cluster(cluster: Cluster, *, progress: Callable[[str, int, int], None] 
         store.add_all(objs)
     if progress is not None:
         progress("done", len(plan), len(plan))
-    return store

@@ -90,33 +90,58 @@ class ObjectStore:
     location: str = ""
     # (apiVersion, kind) -> KindRef, or None for kinds the tool does not use: snapshots repeat a few kinds
     # 100,000s of times, so each is classified once.
-    _refs: dict[tuple[str, str], KindRef | None] = field(default_factory=dict)
+    _refs: dict[tuple[Any, Any], KindRef | None] = field(default_factory=dict)
     _ns_index: dict[tuple[KindRef, str], list[Obj]] = field(default_factory=dict)
 
     def add(self, obj: Obj) -> None:
         self.add_all((obj,))
 
     def add_all(self, objs: Iterable[Obj]) -> None:
-        """Add objects; hot path for snapshots of 100,000s of objects, so classification is cached per kind."""
-        refs = self._refs
-        by_kind = self._by_kind
-        seen: set[KindRef] = set()
-        for obj in objs:
-            key = (obj.get("apiVersion", ""), obj.get("kind", ""))
-            try:
-                ref = refs[key]
-            except KeyError:
-                candidate = KindRef(group_of(str(key[0])), str(key[1]))
-                ref = refs[key] = candidate if is_used(candidate) else None
+        """Add objects; the hot path for snapshots of 100,000s of objects.
+
+        Raises :class:`InvalidObject` for an item that is not an object with string apiVersion and kind.
+        """
+        items = objs if isinstance(objs, list) else list(objs)
+        try:
+            keys = {(o.get("apiVersion"), o.get("kind")) for o in items}
+        except AttributeError as e:
+            raise InvalidObject("expected every item to be an object with apiVersion and kind") from e
+        for key in keys:
+            if key not in self._refs:
+                if not isinstance(key[0], str) or not isinstance(key[1], str) or not key[1]:
+                    bad = next(o for o in items if (o.get("apiVersion"), o.get("kind")) == key)
+                    md = bad.get("metadata")
+                    name = md.get("name", "?") if isinstance(md, dict) else "?"
+                    raise InvalidObject(f"object {name!r} lacks apiVersion or kind (expected kubectl output)")
+                candidate = KindRef(group_of(key[0]), key[1])
+                self._refs[key] = candidate if is_used(candidate) else None
+        if not items:
+            return
+        self._ns_index.clear()
+        if len(keys) == 1:  # a kubectl List of one kind: no per-item work
+            ref = self._refs[next(iter(keys))]
             if ref is None:
-                label = str(KindRef(group_of(str(key[0])), str(key[1])))
-                self.ignored[label] = self.ignored.get(label, 0) + 1
+                only = next(iter(keys))
+                self._ignore((str(only[0]), str(only[1])), len(items))
+            elif ref == SECRET:
+                self._by_kind[ref].extend(strip_secret(o) for o in items)
+                self.listed.add(ref)
+            else:
+                self._by_kind[ref].extend(items)
+                self.listed.add(ref)
+            return
+        for obj in items:
+            key = (obj["apiVersion"], obj["kind"])
+            maybe = self._refs[key]
+            if maybe is None:
+                self._ignore(key, 1)
                 continue
-            by_kind[ref].append(strip_secret(obj) if ref == SECRET else obj)
-            seen.add(ref)
-        if seen:
-            self._ns_index.clear()
-            self.listed.update(seen)
+            self._by_kind[maybe].append(strip_secret(obj) if maybe == SECRET else obj)
+            self.listed.add(maybe)
+
+    def _ignore(self, key: tuple[str, str], count: int) -> None:
+        label = str(KindRef(group_of(key[0]), key[1]))
+        self.ignored[label] = self.ignored.get(label, 0) + count
 
     def mark_listed(self, ref: KindRef) -> None:
         self.listed.add(ref)
@@ -152,6 +177,10 @@ class ObjectStore:
 
     def __len__(self) -> int:
         return sum(len(v) for v in self._by_kind.values())
+
+
+class InvalidObject(ValueError):
+    """An input item that is not a Kubernetes object."""
 
 
 def strip_secret(obj: Obj) -> Obj:

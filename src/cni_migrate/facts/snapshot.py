@@ -15,7 +15,8 @@ from typing import Any
 import orjson
 import yaml
 
-from cni_migrate.facts.objects import KindRef, Obj, ObjectStore
+from cni_migrate.facts.gcpause import gc_paused
+from cni_migrate.facts.objects import InvalidObject, KindRef, Obj, ObjectStore
 
 MANIFEST_NAME = "cni-migrate-snapshot.yaml"
 MANIFEST_KIND = "CniMigrateSnapshot"
@@ -43,12 +44,16 @@ def load_snapshot(path: Path | str) -> ObjectStore:
     files = [p] if p.is_file() else _snapshot_files(p)
     if not files:
         raise SnapshotError(p, "directory holds no .yaml, .yml or .json files")
-    for f in files:
-        if f.name == MANIFEST_NAME:
-            _read_manifest(f, store)
-            continue
-        for batch in _batches_in_file(f):
-            store.add_all(_checked(batch, f))
+    with gc_paused(freeze=True):  # the objects stay alive for the whole command
+        for f in files:
+            if f.name == MANIFEST_NAME:
+                _read_manifest(f, store)
+                continue
+            for batch in _batches_in_file(f):
+                try:
+                    store.add_all(batch)
+                except InvalidObject as e:
+                    raise SnapshotError(f, str(e)) from e
     return store
 
 
@@ -100,19 +105,6 @@ def _flatten(doc: Any, path: Path) -> list[Any]:
             return [o for item in items for o in _flatten(item, path)]
         return items
     return [doc]
-
-
-def _checked(objs: list[Any], path: Path) -> list[Any]:
-    for obj in objs:
-        if (
-            not isinstance(obj, dict)
-            or not isinstance(obj.get("kind"), str)
-            or not isinstance(obj.get("apiVersion"), str)
-        ):
-            md = obj.get("metadata") if isinstance(obj, dict) else None
-            name = md.get("name", "?") if isinstance(md, dict) else "?"
-            raise SnapshotError(path, f"object {name!r} lacks apiVersion or kind (expected kubectl output)")
-    return objs
 
 
 def _read_manifest(path: Path, store: ObjectStore) -> None:

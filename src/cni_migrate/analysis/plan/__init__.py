@@ -8,11 +8,9 @@ randomness is a Maglev hash seed when one is needed and not supplied, and it is 
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 
 from cni_migrate.analysis.plan.common import Builder
 from cni_migrate.analysis.plan.invariants import check_plan
@@ -21,6 +19,7 @@ from cni_migrate.analysis.plan.offline import build_offline
 from cni_migrate.analysis.plan.options import PlanError, PlanOptions, Resolved, resolve
 from cni_migrate.analysis.plan.rolling import build_rolling
 from cni_migrate.analysis.plan.runbook import render_runbook
+from cni_migrate.facts.gcpause import gc_paused
 from cni_migrate.facts.model import ClusterFacts
 
 __all__ = [
@@ -40,19 +39,6 @@ __all__ = [
 
 def facts_digest(facts: ClusterFacts) -> str:
     return hashlib.sha256(facts.model_dump_json().encode()).hexdigest()
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """Building a plan allocates many small objects next to large facts; the cyclic GC would rescan the facts
-    again and again (several times the planning work on a 5,000-node cluster) while finding no garbage."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _dedupe(items: list[str]) -> list[str]:
