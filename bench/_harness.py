@@ -32,8 +32,18 @@ def run_once(cmd: list[str], *, env: dict[str, str] | None = None) -> Run:
     return Run(wall_s=wall, peak_rss_mb=usage.ru_maxrss / 1024)
 
 
-def median_run(cmd: list[str], repeat: int = 3) -> Run:
-    runs = [run_once(cmd) for _ in range(repeat)]
+def bytecode_env(cache_dir: Path) -> dict[str, str]:
+    """The environment of a normal install: bytecode cached (here under a private prefix, nothing written into
+    the tree), even where the caller's environment sets PYTHONDONTWRITEBYTECODE, which would make every start
+    recompile the project."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = str(cache_dir)
+    return env
+
+
+def median_run(cmd: list[str], repeat: int = 3, *, env: dict[str, str] | None = None) -> Run:
+    run_once(cmd, env=env)  # warm-up: page cache and bytecode cache
+    runs = [run_once(cmd, env=env) for _ in range(repeat)]
     return Run(
         wall_s=statistics.median(r.wall_s for r in runs),
         peak_rss_mb=max(r.peak_rss_mb for r in runs),

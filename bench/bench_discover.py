@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
+from pathlib import Path
 
-from _harness import PYTHON, ensure_generated, median_run
+from _harness import PYTHON, bytecode_env, ensure_generated, median_run
 
 # The reference parses as fast as Python can: orjson, PyYAML's C loader, and the cyclic GC off (discover pauses it
 # while loading too, so the comparison is like for like).
@@ -32,8 +34,12 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     snap = ensure_generated(args.nodes, args.pods)
-    parse = median_run([PYTHON, "-c", PARSE_ONLY, str(snap)], args.repeat)
-    discover = median_run([PYTHON, "-m", "cni_migrate", "--snapshot", str(snap), "-o", "json", "discover"], args.repeat)
+    with tempfile.TemporaryDirectory() as tmp:
+        env = bytecode_env(Path(tmp))
+        parse = median_run([PYTHON, "-c", PARSE_ONLY, str(snap)], args.repeat, env=env)
+        discover = median_run(
+            [PYTHON, "-m", "cni_migrate", "--snapshot", str(snap), "-o", "json", "discover"], args.repeat, env=env
+        )
     print(
         json.dumps(
             {
