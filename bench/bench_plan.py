@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+from pathlib import Path
 
-from _harness import PYTHON, ensure_generated, median_run
+from _harness import PYTHON, bytecode_env, ensure_generated, median_run
 
 
 def main() -> None:
@@ -25,12 +26,14 @@ def main() -> None:
     args = ap.parse_args()
     snap = ensure_generated(args.nodes, args.pods)
     base = [PYTHON, "-m", "cni_migrate", "--snapshot", str(snap)]
-    discover = median_run([*base, "-o", "json", "discover"], args.repeat)
+    pycache = tempfile.TemporaryDirectory()
+    env = bytecode_env(Path(pycache.name))
+    discover = median_run([*base, "-o", "json", "discover"], args.repeat, env=env)
     for strategy in ("offline", "rolling"):
         plan_args = ["plan", "--to", "cilium", "--cilium-version", args.cilium_version, "--strategy", strategy]
-        plan = median_run([*base, *plan_args, "-o", "json"], args.repeat)
+        plan = median_run([*base, *plan_args, "-o", "json"], args.repeat, env=env)
         with tempfile.TemporaryDirectory() as out:
-            written = median_run([*base, "-q", *plan_args, "--out", out, "-o", "text"], args.repeat)
+            written = median_run([*base, "-q", *plan_args, "--out", out, "-o", "text"], args.repeat, env=env)
         print(
             json.dumps(
                 {
