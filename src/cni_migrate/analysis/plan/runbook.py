@@ -6,6 +6,7 @@ command that shows it. The runbook is documentation of the plan, generated from 
 
 from __future__ import annotations
 
+import functools
 import json
 import shlex
 from collections.abc import Iterable
@@ -59,8 +60,14 @@ def _ns(ref: ObjectRef | None) -> list[str]:
     return ["-n", ref.namespace] if ref is not None and ref.namespace else []
 
 
+@functools.lru_cache(maxsize=65536)
+def _quote(arg: str) -> str:
+    # The same few hundred words (kubectl, -n, kube-system, label keys...) recur in every step of a 5,000-node plan.
+    return shlex.quote(arg)
+
+
 def _q(argv: list[str]) -> str:
-    return shlex.join(argv)
+    return " ".join(map(_quote, argv))
 
 
 def _nodes_text(nodes: list[str]) -> str:
