@@ -1,0 +1,1 @@
+"""Integration tests of the IPAM operator (a package, so that its package-scoped fixtures end with it)."""
