@@ -821,3 +821,23 @@ def _ref_of(obj: dict[str, Any]) -> ObjectRef:
 
 def ref_of(obj: dict[str, Any]) -> ObjectRef:
     return _ref_of(obj)
+
+
+def release_lint_context(
+    r: Resolved,
+    *,
+    old_cni_present: bool,
+    kube_proxy_present: bool,
+    first_install: bool = False,
+    migration: Literal["none", "rolling"] = "none",
+) -> LintContext:
+    """How a values file of the plan's Cilium release is linted: applied with ``helm upgrade --install``."""
+    return LintContext(
+        old_cni_present=old_cni_present,
+        kube_proxy_present=kube_proxy_present,
+        helm_action="install" if first_install else "upgrade",
+        release_name=r.opts.release_name,
+        namespace=r.opts.namespace,
+        migration=migration,
+        upgrade_install=True,
+    )

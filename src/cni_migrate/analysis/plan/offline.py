@@ -3,9 +3,8 @@ install Cilium with kube-proxy replacement, restore BGP routing, restart pods, v
 
 from __future__ import annotations
 
-from cni_migrate.analysis.lint import LintContext
 from cni_migrate.analysis.plan.bgp import bgp_plan
-from cni_migrate.analysis.plan.common import Builder, kubectl, ref_of
+from cni_migrate.analysis.plan.common import Builder, kubectl, ref_of, release_lint_context
 from cni_migrate.analysis.plan.model import (
     ApplyObjects,
     Check,
@@ -218,14 +217,8 @@ def build_offline(b: Builder) -> list[Phase]:
     kp = r.facts.kube_proxy
     kube_proxy_stays = bool(not r.remove_kube_proxy and kp.present.known and kp.present.value)
     releases = r.facts.cilium_helm_releases.value or []
-    context = LintContext(
-        old_cni_present=False,
-        kube_proxy_present=kube_proxy_stays,
-        helm_action="upgrade" if releases else "install",
-        release_name=r.opts.release_name,
-        namespace=r.opts.namespace,
-        migration="none",
-        upgrade_install=True,
+    context = release_lint_context(
+        r, old_cni_present=False, kube_proxy_present=kube_proxy_stays, first_install=not releases
     )
     values_path = b.values(
         "values/install.yaml", "install", "Cilium values for the offline install", context, assigned_facts(r)

@@ -8,10 +8,9 @@ import re
 from typing import Any, Literal
 
 from cni_migrate.analysis.cidrs import try_parse
-from cni_migrate.analysis.lint import LintContext
 from cni_migrate.analysis.plan.bgp import bgp_plan
 from cni_migrate.analysis.plan.cleanup import CNI_DIR, kube_proxy_node_cleanup, old_cni_cleanup_commands
-from cni_migrate.analysis.plan.common import VERIFY_NS, Builder, kubectl, short_hash
+from cni_migrate.analysis.plan.common import VERIFY_NS, Builder, kubectl, release_lint_context, short_hash
 from cni_migrate.analysis.plan.model import (
     Action,
     ApplyObjects,
@@ -556,14 +555,12 @@ def build_rolling(b: Builder) -> list[Phase]:
         phases.append(Phase(id="prepare-old-cni", title="Prepare the old CNI to run next to Cilium", steps=prepare))
 
     # Cilium next to the old CNI
-    ctx = LintContext(
+    ctx = release_lint_context(
+        r,
         old_cni_present=True,
         kube_proxy_present=kube_proxy_present,
-        helm_action="upgrade" if releases else "install",
-        release_name=r.opts.release_name,
-        namespace=r.opts.namespace,
+        first_install=not releases,
         migration="rolling",
-        upgrade_install=True,
     )
     lint_facts = pinned_facts(r) if why is not None else None
     mig_values = b.values(
@@ -635,14 +632,8 @@ def build_rolling(b: Builder) -> list[Phase]:
     )
 
     # final values
-    final_ctx = LintContext(
-        old_cni_present=True,
-        kube_proxy_present=kube_proxy_present,
-        helm_action="upgrade",
-        release_name=r.opts.release_name,
-        namespace=r.opts.namespace,
-        migration="rolling",
-        upgrade_install=True,
+    final_ctx = release_lint_context(
+        r, old_cni_present=True, kube_proxy_present=kube_proxy_present, migration="rolling"
     )
     final_values = b.values(
         "values/20-final.yaml",
@@ -771,14 +762,7 @@ def kpr_steps(b: Builder) -> list[Step]:
     ]
     for i, batch in enumerate([*r.worker_batches, *r.control_plane_batches]):
         steps.append(kpr_batch_step(b, i, batch))
-    ctx = LintContext(
-        old_cni_present=False,
-        kube_proxy_present=False,
-        helm_action="upgrade",
-        release_name=r.opts.release_name,
-        namespace=r.opts.namespace,
-        upgrade_install=True,
-    )
+    ctx = release_lint_context(r, old_cni_present=False, kube_proxy_present=False)
     values = b.values(
         "values/30-kube-proxy-replacement.yaml", "kpr", "Cilium values with kube-proxy replacement everywhere", ctx
     )
