@@ -28,18 +28,7 @@ from cni_migrate.kube.errors import (
 )
 from cni_migrate.kube.types import ResourceType
 
-__all__ = [  # errors re-exported for callers that import them from here
-    "ApiStatusError",
-    "Cluster",
-    "ClusterUnreachable",
-    "Conflict",
-    "Forbidden",
-    "KubeConfigurationError",
-    "KubeError",
-    "NotFound",
-    "ResourceType",
-    "load_kubeconfig",
-]
+__all__ = ["Cluster", "load_kubeconfig"]
 
 Obj = dict[str, Any]
 T = TypeVar("T")

@@ -59,7 +59,6 @@ log = logging.getLogger("cni_migrate.ipam_operator")
 
 FINALIZER = "ipam.cni-migrate.io/pool-in-use"
 POOL_API_VERSION = "ipam.cni-migrate.io/v1alpha1"
-INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -839,17 +838,8 @@ class Controller:
             st = state.status(name)
         except KeyError:
             return None
+        # counts (saturated at int64) and the printer-column strings come from the shared status document
         doc = st.status_document(observed_generation=gen, now=now, previous_conditions=previous)
-        fams = list(st.families)
-        for f in fams:
-            doc[f.family] = {
-                "capacity": min(f.capacity, INT64_MAX),
-                "allocated": min(f.allocated, INT64_MAX),
-                "free": min(f.free, INT64_MAX),
-            }
-        doc["blockSizes"] = " ".join(f"/{f.block_prefix}" for f in fams)
-        doc["allocatedBlocks"] = " / ".join(str(f.allocated) for f in fams)
-        doc["freeBlocks"] = " / ".join(str(f.free) for f in fams)
         conditions: list[dict[str, Any]] = list(doc.get("conditions") or [])
         deleting = bool(md.get("deletionTimestamp"))
         if deleting:
