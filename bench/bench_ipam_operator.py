@@ -77,6 +77,20 @@ def operator_requests(side: Side) -> dict[str, float]:
     return out
 
 
+def server_node_patches(cp: ControlPlane) -> tuple[float, float]:
+    """The API server's own count and total seconds of PATCH requests on nodes (apiserver_request_duration_seconds)."""
+    count = total = 0.0
+    for line in cp.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        wanted = ('resource="nodes"', 'subresource=""', 'verb="PATCH"')
+        if line.startswith("apiserver_request_duration_seconds_") and all(w in line for w in wanted):
+            name, _, value = line.rpartition(" ")
+            if name.startswith("apiserver_request_duration_seconds_count"):
+                count += float(value)
+            elif name.startswith("apiserver_request_duration_seconds_sum"):
+                total += float(value)
+    return count, total
+
+
 def kcm_rate_limits(cp: ControlPlane) -> tuple[float, int]:
     """kube-controller-manager's --kube-api-qps/--kube-api-burst (its defaults, 20/30, when not given)."""
     argv = Path(f"/proc/{cp.pids['kube-controller-manager']}/cmdline").read_bytes().split(b"\0")
@@ -99,7 +113,7 @@ class Side:
         return self.kube
 
 
-def start_operator(side: Side, qps: float, burst: int) -> None:
+def start_operator(side: Side, qps: float, burst: int, extra: list[str]) -> None:
     cp = side.cp
     cp.kubectl("apply", "-f", str(CRD))
     cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/podcidrpools.ipam.cni-migrate.io")
@@ -125,7 +139,7 @@ def start_operator(side: Side, qps: float, burst: int) -> None:
             sys.executable, *profile, "-m", "cni_migrate.actions.ipam_operator",
             f"--kubeconfig={cp.admin_kubeconfig}", "--lease-namespace=default", "--identity=bench",
             f"--qps={qps:g}", f"--burst={burst}",
-            f"--metrics-bind-address=127.0.0.1:{side.metrics_port}", "--health-bind-address=0",
+            f"--metrics-bind-address=127.0.0.1:{side.metrics_port}", "--health-bind-address=0", *extra,
         ],
         stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -237,7 +251,9 @@ async def burst(side: Side, obs: Observer, n: int, tag: str) -> dict[str, Any]:
     await delete_run(kube, obs, run, names)
     await asyncio.sleep(COOL_DOWN)  # let the API servers and controllers finish with the deletions
     cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0}
-    out = {"nodes": n, "seconds": round(done, 3), "create_seconds": round(created, 3),
+    times = sorted(obs.allocated[nm] - t0 for nm in names)
+    timeline = {f"{q}%": round(times[min(n - 1, n * q // 100)], 3) for q in (10, 25, 50, 75, 90)}
+    out = {"nodes": n, "seconds": round(done, 3), "allocated_by": timeline, "create_seconds": round(created, 3),
            "lag_after_last_create_seconds": round(max(0.0, done - created), 3), "cpu_seconds": cpu}  # fmt: skip
     if req1:
         out["operator_requests"] = {k: v - req0.get(k, 0.0) for k, v in req1.items() if v != req0.get(k, 0.0)}
@@ -257,6 +273,7 @@ async def churn(side: Side, obs: Observer, seconds: float, rate: float, lifetime
         await asyncio.sleep(lifetime)
         await kube.request("DELETE", f"{NODES_PATH}/{name}", what=f"delete node {name}")
 
+    patches0 = server_node_patches(side.cp)
     t0 = time.monotonic()
     i = 0
     while time.monotonic() - t0 < seconds:
@@ -269,6 +286,9 @@ async def churn(side: Side, obs: Observer, seconds: float, rate: float, lifetime
         if name in obs.allocated:
             lat.append(obs.allocated[name] - t)
     await asyncio.gather(*tasks, return_exceptions=True)
+    patches1 = server_node_patches(side.cp)
+    n_patch = patches1[0] - patches0[0]
+    server_ms = round(1000 * (patches1[1] - patches0[1]) / n_patch, 2) if n_patch else None
     lat.sort()
     missing = len(created_at) - len(lat)
 
@@ -277,7 +297,8 @@ async def churn(side: Side, obs: Observer, seconds: float, rate: float, lifetime
 
     mean = round(statistics.fmean(lat), 4) if lat else None
     return {"nodes": len(created_at), "rate_per_s": rate, "p50_seconds": pct(0.50), "p99_seconds": pct(0.99),
-            "mean_seconds": mean, "not_allocated_in_time": missing}  # fmt: skip
+            "mean_seconds": mean, "not_allocated_in_time": missing,
+            "server_node_patch_ms_mean": server_ms, "server_node_patches": n_patch}  # fmt: skip
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -290,7 +311,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     sides = {k: Side(k, cp) for k, cp in cps.items()}
     try:
         qps, burst_ = kcm_rate_limits(cps["kcm"])
-        start_operator(sides["ours"], qps, burst_)
+        start_operator(sides["ours"], qps, burst_, args.operator_arg)
         observers = {}
         for k, side in sides.items():
             observers[k] = Observer(await side.connect())
@@ -339,11 +360,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000])
+    ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 5000])
     ap.add_argument("--repeat", type=int, default=4, help="bursts per size and allocator (alternating order)")
     ap.add_argument("--churn-seconds", type=float, default=30.0)
     ap.add_argument("--churn-rate", type=float, default=20.0, help="nodes created per second during churn")
     ap.add_argument("--churn-lifetime", type=float, default=10.0, help="seconds a churn node lives")
+    ap.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "out" / "ipam_operator.json")
     args = ap.parse_args()
     results = asyncio.run(run(args))

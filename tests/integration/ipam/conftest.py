@@ -47,6 +47,7 @@ def ipam_release(control_plane: ControlPlane) -> Iterator[IpamRelease]:
         data = secret.data or {}
         cert, key = workdir / "tls.crt", workdir / "tls.key"
         cert.write_bytes(base64.b64decode(data["tls.crt"]))
+        (workdir / "ca.crt").write_bytes(base64.b64decode(data["ca.crt"]))
         key.write_bytes(base64.b64decode(data["tls.key"]))
         key.chmod(0o600)
         kubeconfig = control_plane.kubeconfig_for_service_account(namespace, RELEASE)

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[3]
 CHART = REPO / "charts" / "cni-migrate-ipam"
 RELEASE = "cni-migrate-ipam"
 LEASE_NAME = "cni-migrate-ipam"
+ADMISSION_LEASE_NAME = f"{LEASE_NAME}-admission"
 FINALIZER = "ipam.cni-migrate.io/pool-in-use"
 PodCIDRPool = create_global_resource("ipam.cni-migrate.io", "v1alpha1", "PodCIDRPool", "podcidrpools")
 T = TypeVar("T")
@@ -95,6 +96,7 @@ class OperatorProcess:
     args: list[str]
     webhook: bool = False
     mode: str = "spec"
+    webhook_port: int = 0  # 0: the release's (the port its ValidatingWebhookConfiguration calls)
     health_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
@@ -130,7 +132,7 @@ class OperatorProcess:
         ]  # fmt: skip
         if self.webhook:
             argv += [
-                f"--webhook-bind-address=127.0.0.1:{r.webhook_port}",
+                f"--webhook-bind-address=127.0.0.1:{self.webhook_port or r.webhook_port}",
                 f"--webhook-cert-file={r.cert}",
                 f"--webhook-key-file={r.key}",
             ]
@@ -231,10 +233,17 @@ class Operators:
         self._n = 0
 
     def start(
-        self, *args: str, identity: str | None = None, webhook: bool = False, mode: str = "spec", ready: bool = True
+        self,
+        *args: str,
+        identity: str | None = None,
+        webhook: bool = False,
+        mode: str = "spec",
+        ready: bool = True,
+        webhook_port: int = 0,
     ) -> OperatorProcess:
         self._n += 1
-        op = OperatorProcess(self.release, identity or f"op{self._n}-{os.urandom(2).hex()}", list(args), webhook, mode)
+        identity = identity or f"op{self._n}-{os.urandom(2).hex()}"
+        op = OperatorProcess(self.release, identity, list(args), webhook, mode, webhook_port)
         self.started.append(op.start())
         if ready:
             op.wait_ready()
@@ -243,8 +252,9 @@ class Operators:
     def cleanup(self) -> None:
         for op in self.started:
             op.kill()
-        with contextlib.suppress(ApiError):
-            self.release.cp.client.delete(Lease, LEASE_NAME, namespace=self.release.namespace)
+        for lease in (LEASE_NAME, ADMISSION_LEASE_NAME):
+            with contextlib.suppress(ApiError):
+                self.release.cp.client.delete(Lease, lease, namespace=self.release.namespace)
 
 
 # ------------------------------------------------------------------------------------------- pools and nodes

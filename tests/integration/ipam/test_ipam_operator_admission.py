@@ -3,22 +3,34 @@ are refused with clear messages; a pool in use cannot shrink, change its block s
 
 from __future__ import annotations
 
+import json
+import os
+import ssl
+import threading
 import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
 
 import pytest
 from lightkube import ApiError
+from lightkube.resources.coordination_v1 import Lease
 
 from cni_migrate_testbed import FakeNodes
 
 from .ipam_helpers import (
+    ADMISSION_LEASE_NAME,
     FINALIZER,
     IpamRelease,
     Operators,
     PodCIDRPool,
     Pools,
     delete_nodes,
+    free_port,
     node_cidrs,
     node_events,
+    pool_doc,
     selector_for,
     wait_for,
 )
@@ -108,3 +120,94 @@ def test_pool_in_use_cannot_shrink_change_block_size_or_vanish(
 
     wait_for("pool deleted once its nodes are gone", gone, timeout=20)
     assert op.proc is not None and op.proc.poll() is None
+
+
+# ------------------------------------------------------------------------------------- concurrent admissions
+
+
+def _create_at_once(ipam_release: IpamRelease, docs: list[dict[str, Any]]) -> list[str | None]:
+    """Create the pools in parallel, released by one barrier; per pool None (created) or the refusal."""
+    barrier = threading.Barrier(len(docs))
+
+    def one(doc: dict[str, Any]) -> str | None:
+        obj = PodCIDRPool.from_dict(doc)
+        barrier.wait()
+        try:
+            ipam_release.cp.client.create(obj)
+        except ApiError as e:
+            return str(e.status.message)
+        return None
+
+    with ThreadPoolExecutor(len(docs)) as ex:
+        return list(ex.map(one, docs))
+
+
+def test_overlapping_pools_created_at_the_same_instant_are_not_both_admitted(
+    ipam_release: IpamRelease, operators: Operators, pools: Pools, name_prefix: str
+) -> None:
+    """Through the API server: the second pool reaches the webhook before the first reaches its informer, so only
+    the admission ledger can refuse it."""
+    operators.start(webhook=True)
+    p = name_prefix
+    for i in range(12):
+        names = [f"{p}-race{i}-a", f"{p}-race{i}-b"]
+        pools.names.extend(names)
+        docs = [
+            pool_doc(names[0], {"cidrs": [f"100.80.{16 * i}.0/20"]}),
+            pool_doc(names[1], {"cidrs": [f"100.80.{16 * i + 8}.0/21"]}),
+        ]
+        outcomes = _create_at_once(ipam_release, docs)
+        assert sorted(o is None for o in outcomes) == [False, True], f"round {i}: {outcomes}"
+        refused = next(o for o in outcomes if o is not None)
+        assert "overlaps" in refused and "PodCIDRPool" in refused, refused
+        created = [n for n, o in zip(names, outcomes, strict=True) if o is None]
+        assert [pools.get(n)["metadata"]["name"] for n in created] == created
+    # Pools that do not overlap are all admitted, however many arrive at once.
+    docs = [pool_doc(f"{p}-apart{j}", {"cidrs": [f"100.81.{16 * j}.0/20"]}) for j in range(6)]
+    pools.names.extend(d["metadata"]["name"] for d in docs)
+    assert _create_at_once(ipam_release, docs) == [None] * 6
+
+
+def _review(port: int, ca: Path, doc: dict[str, Any], uid: str) -> dict[str, Any]:
+    request = {"uid": uid, "operation": "CREATE", "name": doc["metadata"]["name"], "object": doc}
+    body = json.dumps({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": request}).encode()
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(
+        f"https://127.0.0.1:{port}/validate-podcidrpool", data=body, headers={"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(req, timeout=15, context=ctx) as resp:
+        answer: dict[str, Any] = json.loads(resp.read())["response"]
+        return answer
+
+
+def test_two_webhook_replicas_never_both_admit_overlapping_pools(
+    ipam_release: IpamRelease, operators: Operators, name_prefix: str
+) -> None:
+    """The API server may send two admissions to two replicas at the same instant; each replica's informer has seen
+    neither pool. The ledger Lease lets exactly one through."""
+    ports = [free_port(), free_port()]
+    for port in ports:
+        operators.start(webhook=True, webhook_port=port)
+    ca = ipam_release.workdir / "ca.crt"
+    p = name_prefix
+    for i in range(10):
+        docs = [
+            pool_doc(f"{p}-twin{i}-a", {"cidrs": [f"100.82.{16 * i}.0/20"]}),
+            pool_doc(f"{p}-twin{i}-b", {"cidrs": [f"100.82.{16 * i}.0/21", f"fd7a:82:{i}::/48"]}),
+        ]
+        for doc, uid in zip(docs, ("a", "b"), strict=True):
+            doc["metadata"]["uid"] = f"{uid}-{i}-{os.urandom(3).hex()}"
+        barrier = threading.Barrier(2)
+
+        def send(k: int, docs: list[dict[str, Any]] = docs, barrier: threading.Barrier = barrier) -> dict[str, Any]:
+            barrier.wait()
+            return _review(ports[k], ca, docs[k], f"review-{k}")
+
+        with ThreadPoolExecutor(2) as ex:
+            answers = list(ex.map(send, [0, 1]))
+        assert sorted(a["allowed"] for a in answers) == [False, True], f"round {i}: {answers}"
+        refused = next(a for a in answers if not a["allowed"])["status"]["message"]
+        assert "overlaps" in refused and "maybe not yet seen by this replica" in refused, refused
+    ledger = ipam_release.cp.client.get(Lease, ADMISSION_LEASE_NAME, namespace=ipam_release.namespace)
+    recorded = json.loads((ledger.metadata.annotations or {})["ipam.cni-migrate.io/admitted-pools"])
+    assert len([n for n in recorded if "-twin" in n]) == 10  # one admitted per round, none of the refused

@@ -58,6 +58,7 @@ def test_service_account_rbac_is_least_privilege(ipam_release: IpamRelease) -> N
         ("patch", "podcidrpools.ipam.cni-migrate.io", "--subresource=status"),
         ("create", "leases.coordination.k8s.io", "-n", ns),
         ("update", "leases.coordination.k8s.io/cni-migrate-ipam", "-n", ns),
+        ("update", "leases.coordination.k8s.io/cni-migrate-ipam-admission", "-n", ns),
         ("create", "events.events.k8s.io", "-n", "default"),
         ("get", "configmaps/cilium-config", "-n", "kube-system"),
     ]

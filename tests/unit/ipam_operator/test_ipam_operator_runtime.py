@@ -11,13 +11,16 @@ from typing import Any
 
 import pytest
 
+from cni_migrate.actions.ipam_operator.admission import AdmissionLedger
 from cni_migrate.actions.ipam_operator.controller import Controller, ControllerConfig
 from cni_migrate.actions.ipam_operator.events import EventRecorder
 from cni_migrate.actions.ipam_operator.httpserver import HttpServer
 from cni_migrate.actions.ipam_operator.leader import LeaderElector, LeadershipLost, LeaseConfig
 from cni_migrate.actions.ipam_operator.metrics import Metrics
 from cni_migrate.actions.ipam_operator.webhook import NOT_READY, make_routes, review_pool
-from cni_migrate.kube import Conflict, NotFound
+from cni_migrate.analysis.ipam import PodCIDRPool, parse_pool
+from cni_migrate.analysis.ipam.admission_ledger import LEDGER_ANNOTATION, parse_ledger
+from cni_migrate.kube import ClusterUnreachable, Conflict, NotFound
 from cni_migrate.kube.ipam import Invalid, RateLimiter, RequestStats, RequestUncertain, WatchEvent, node_cidr_patch
 
 POOL_API = "ipam.cni-migrate.io/v1alpha1"
@@ -337,13 +340,13 @@ def test_webhook_review_refuses_overlap_and_answers_not_ready() -> None:
         kube = FakeKube([], [pool("a", ["10.2.0.0/16"])])
         ctl = make_controller(kube)
         req = {"uid": "x", "operation": "CREATE", "object": pool("b", ["10.2.128.0/17"])}
-        assert review_pool(ctl, req) == [NOT_READY]
+        assert await review_pool(ctl, req, None) == [NOT_READY]
         task = asyncio.create_task(ctl.run())
         await settle(ctl, kube, lambda: ctl.ready)
-        errors = review_pool(ctl, req)
+        errors = await review_pool(ctl, req, None)
         assert errors and "overlaps 10.2.0.0/16 of PodCIDRPool a" in errors[0]
         ok = {"uid": "y", "operation": "CREATE", "object": pool("c", ["10.3.0.0/16"])}
-        assert review_pool(ctl, ok) == []
+        assert await review_pool(ctl, ok, None) == []
 
         routes = make_routes(ctl, ctl.metrics)
         server = HttpServer(routes, name="t")
@@ -369,3 +372,62 @@ def test_webhook_review_refuses_overlap_and_answers_not_ready() -> None:
         task.cancel()
 
     run(go())
+
+
+# ------------------------------------------------------------------------------------------------- admission ledger
+
+
+class InterleavingLeases(FakeLeases):
+    """Yields to the event loop between a read and the write that follows, so concurrent admissions interleave."""
+
+    async def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any] | None:
+        lease = await super().get_lease(namespace, name, timeout=timeout)
+        await asyncio.sleep(0.005)
+        return lease
+
+
+class BrokenLeases(FakeLeases):
+    async def get_lease(self, namespace: str, name: str, *, timeout: float | None = None) -> dict[str, Any] | None:
+        raise ClusterUnreachable("connection refused")
+
+
+def parsed_pool(name: str, *cidrs: str) -> PodCIDRPool:
+    return parse_pool(pool(name, list(cidrs)))
+
+
+def test_admission_ledger_admits_one_of_two_concurrent_overlapping_pools() -> None:
+    async def go() -> None:
+        leases = InterleavingLeases()
+        clock = Clock()
+        replicas = [AdmissionLedger(leases, "ns", "adm", ttl=30.0, clock=clock) for _ in range(2)]  # type: ignore[arg-type]
+        x, y = parsed_pool("x", "10.0.0.0/16"), parsed_pool("y", "10.0.128.0/17")
+        results = await asyncio.gather(replicas[0].admit(x), replicas[1].admit(y))
+        assert sorted(bool(r) for r in results) == [False, True]
+        assert leases.rv == 1  # one write: the refused admission was never recorded
+        refused = next(r for r in results if r)[0]
+        assert "overlaps" in refused and "not yet seen by this replica" in refused
+        winner = x if not results[0] else y
+        # Disjoint pools are all admitted at once, by either replica.
+        many = await asyncio.gather(
+            *(replicas[i % 2].admit(parsed_pool(f"d{i}", f"10.{i + 1}.0.0/16")) for i in range(4))
+        )
+        assert many == [[]] * 4
+        recorded = parse_ledger((leases.lease or {})["metadata"]["annotations"][LEDGER_ANNOTATION])
+        assert set(recorded) == {winner.name, "d0", "d1", "d2", "d3"}
+        # The other replica, whose informer may lag, is still refused; the refusal lifts after the TTL (for a pool
+        # that was admitted but never created; a created one is then refused by every replica's informer check).
+        loser = y if winner is x else x
+        assert "retry in 30 s" in (await replicas[1].admit(loser))[0]
+        clock.now += 31.0
+        assert await replicas[1].admit(loser) == []
+
+    run(go())
+
+
+def test_admission_ledger_refuses_when_the_lease_cannot_be_written() -> None:
+    async def go() -> list[str]:
+        ledger = AdmissionLedger(BrokenLeases(), "ns", "adm")  # type: ignore[arg-type]
+        return await ledger.admit(parsed_pool("x", "10.0.0.0/16"))
+
+    (message,) = run(go())
+    assert "Lease ns/adm" in message and "connection refused" in message and message.endswith("retry")

@@ -4,7 +4,9 @@ The checks are ``cni_migrate.analysis.ipam.validate_pool``; this module feeds th
 knows: the other pools and, on update, the CIDRs nodes hold in the pool now (including blocks reserved for a write
 in flight). Every replica answers from its own informer state, so the webhook works on standbys too. A replica
 that has not loaded nodes and pools yet refuses (the API server then reports the message; its readiness probe
-keeps it out of the Service meanwhile).
+keeps it out of the Service meanwhile). A pool whose CIDRs pass is then recorded in the admission ledger
+(``AdmissionLedger``), which refuses it if an overlapping pool was admitted moments ago that this replica's informer
+has not seen yet (two replicas admitting overlapping pools at the same instant).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Any
 
 import orjson
 
+from cni_migrate.actions.ipam_operator.admission import AdmissionLedger
 from cni_migrate.actions.ipam_operator.controller import Controller
 from cni_migrate.actions.ipam_operator.httpserver import Handler, Request, Response
 from cni_migrate.actions.ipam_operator.metrics import Metrics
-from cni_migrate.analysis.ipam import admission_response, validate_pool
+from cni_migrate.analysis.ipam import PoolSpecError, admission_response, parse_pool, validate_pool
 
 log = logging.getLogger("cni_migrate.ipam_operator.webhook")
 
@@ -25,7 +28,7 @@ VALIDATE_PATH = "/validate-podcidrpool"
 NOT_READY = "the cni-migrate IPAM operator has not loaded nodes and pools yet; retry in a few seconds"
 
 
-def review_pool(controller: Controller, request: dict[str, Any]) -> list[str]:
+async def review_pool(controller: Controller, request: dict[str, Any], ledger: AdmissionLedger | None) -> list[str]:
     """The reasons to refuse one AdmissionReview request (empty: allowed)."""
     op = request.get("operation")
     obj = request.get("object") or {}
@@ -36,13 +39,24 @@ def review_pool(controller: Controller, request: dict[str, Any]) -> list[str]:
         return [NOT_READY]
     name = str((obj.get("metadata") or {}).get("name") or request.get("name") or "")
     others = [p for p in state.pools if p.name != name]
-    if op == "CREATE":
-        return validate_pool(obj, others=others)
     old = request.get("oldObject") or {}
-    return validate_pool(obj, others=others, old=old, held=controller.held_in_pool(name))
+    if op == "CREATE":
+        errors = validate_pool(obj, others=others)
+    else:
+        errors = validate_pool(obj, others=others, old=old, held=controller.held_in_pool(name))
+    if errors or ledger is None:
+        return errors
+    pool = parse_pool(obj)  # valid: validate_pool passed
+    if op == "UPDATE":
+        try:
+            if parse_pool(old).networks == pool.networks:
+                return []  # the CIDRs did not change: nothing new can overlap
+        except PoolSpecError:
+            pass
+    return await ledger.admit(pool)
 
 
-def make_routes(controller: Controller, metrics: Metrics) -> dict[str, Handler]:
+def make_routes(controller: Controller, metrics: Metrics, ledger: AdmissionLedger | None = None) -> dict[str, Handler]:
     async def validate(req: Request) -> Response:
         if req.method != "POST":
             return Response(405, b"POST an admission.k8s.io/v1 AdmissionReview\n")
@@ -52,7 +66,7 @@ def make_routes(controller: Controller, metrics: Metrics) -> dict[str, Handler]:
             uid = str(request["uid"])
         except (orjson.JSONDecodeError, KeyError, TypeError):
             return Response(400, b"expected an admission.k8s.io/v1 AdmissionReview with a request\n")
-        errors = review_pool(controller, request)
+        errors = await review_pool(controller, request, ledger)
         op = str(request.get("operation", ""))
         metrics.admission.labels(op, "false" if errors else "true").inc()
         if errors:

@@ -99,6 +99,7 @@ class PodCIDRPool(BaseModel):
     spec: PodCIDRPoolSpec
     networks: tuple[Network, ...]  # spec.cidrs, parsed, in spec order
     generation: int | None = None
+    uid: str = ""
     status: dict[str, Any] = Field(default_factory=dict)
 
     @property
@@ -280,6 +281,7 @@ def parse_pool(obj: Mapping[str, Any]) -> PodCIDRPool:
         spec=spec,
         networks=tuple(nets),
         generation=gen if isinstance(gen, int) else None,
+        uid=str(md.get("uid") or ""),
         status=dict(status) if isinstance(status, Mapping) else {},
     )
 
