@@ -362,7 +362,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",") if x], default=[1000, 5000])
     ap.add_argument("--repeat", type=int, default=4, help="bursts per size and allocator (alternating order)")
-    ap.add_argument("--churn-seconds", type=float, default=30.0)
+    ap.add_argument("--churn-seconds", type=float, default=60.0)
     ap.add_argument("--churn-rate", type=float, default=20.0, help="nodes created per second during churn")
     ap.add_argument("--churn-lifetime", type=float, default=10.0, help="seconds a churn node lives")
     ap.add_argument("--operator-arg", action="append", default=[], help="extra operator flag (repeatable)")

@@ -14,7 +14,7 @@ import pytest
 from cni_migrate.actions.ipam_operator.admission import AdmissionLedger
 from cni_migrate.actions.ipam_operator.controller import Controller, ControllerConfig
 from cni_migrate.actions.ipam_operator.events import EventRecorder
-from cni_migrate.actions.ipam_operator.httpserver import HttpServer
+from cni_migrate.actions.ipam_operator.httpserver import HttpServer, Request
 from cni_migrate.actions.ipam_operator.leader import LeaderElector, LeadershipLost, LeaseConfig
 from cni_migrate.actions.ipam_operator.metrics import Metrics
 from cni_migrate.actions.ipam_operator.webhook import NOT_READY, make_routes, review_pool
@@ -431,3 +431,25 @@ def test_admission_ledger_refuses_when_the_lease_cannot_be_written() -> None:
 
     (message,) = run(go())
     assert "Lease ns/adm" in message and "connection refused" in message and message.endswith("retry")
+
+
+def test_metrics_scrape_shows_every_api_request_so_far() -> None:
+    """api_requests_total is current at each scrape, not only after the (slow, during bursts) status loop ran."""
+
+    async def go() -> str:
+        kube = FakeKube([], [])
+        ctl = make_controller(kube)
+        routes = make_routes(ctl, ctl.metrics)
+        scrape = Request("GET", "/metrics", "", {}, b"")
+        kube.stats.add("patch", "200")
+        kube.stats.add("patch", "200")
+        first = (await routes["/metrics"](scrape)).body.decode()
+        kube.stats.add("patch", "422")
+        second = (await routes["/metrics"](scrape)).body.decode()
+        return first + "\n----\n" + second
+
+    first, second = run(go()).split("\n----\n")
+    assert 'cni_migrate_ipam_api_requests_total{code="200",verb="patch"} 2.0' in first
+    assert 'code="422"' not in first
+    assert 'cni_migrate_ipam_api_requests_total{code="422",verb="patch"} 1.0' in second
+    assert 'cni_migrate_ipam_api_requests_total{code="200",verb="patch"} 2.0' in second

@@ -798,6 +798,10 @@ class Controller:
         for k, v in counts.items():
             self.metrics.nodes.labels(k).set(v)
         self.metrics.foreign.set(sum(len(v) for v in self._foreign.values()))
+        self.sync_request_metrics()
+
+    def sync_request_metrics(self) -> None:
+        """Copy the client's request counts into ``api_requests_total`` (cheap: also done on every scrape)."""
         for key, n in self.kube.stats.by_key.items():
             delta = n - self._api_counted.get(key, 0)
             if delta > 0:

@@ -84,6 +84,7 @@ def make_routes(controller: Controller, metrics: Metrics, ledger: AdmissionLedge
         return Response(503, b"nodes and pools not loaded yet\n")
 
     async def prometheus(_req: Request) -> Response:
+        controller.sync_request_metrics()
         return Response(200, metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
 
     return {
