@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from cni_migrate.actions.ipam_operator.admission import AdmissionLedger
+from cni_migrate.actions.ipam_operator.app import loop_factory, workers_for
 from cni_migrate.actions.ipam_operator.controller import Controller, ControllerConfig
 from cni_migrate.actions.ipam_operator.events import EventRecorder
 from cni_migrate.actions.ipam_operator.httpserver import HttpServer, Request
@@ -453,3 +454,25 @@ def test_metrics_scrape_shows_every_api_request_so_far() -> None:
     assert 'code="422"' not in first
     assert 'cni_migrate_ipam_api_requests_total{code="422",verb="patch"} 1.0' in second
     assert 'cni_migrate_ipam_api_requests_total{code="200",verb="patch"} 2.0' in second
+
+
+# ------------------------------------------------------------------------------------------------- process options
+
+
+@pytest.mark.parametrize(
+    ("qps", "workers", "expected"),
+    [(200, 0, 100), (100, 0, 50), (5, 0, 8), (10_000, 0, 256), (0, 0, 128), (200, 7, 7)],
+)
+def test_writes_in_flight_spend_the_qps_budget_unless_given(qps: float, workers: int, expected: int) -> None:
+    assert workers_for(qps, workers) == expected
+
+
+def test_event_loop_choice() -> None:
+    assert loop_factory("asyncio") is None
+    factory = loop_factory("auto")
+    assert factory is not None  # uvloop is a dependency on Linux
+    loop = factory()
+    try:
+        assert type(loop).__module__.startswith("uvloop")
+    finally:
+        loop.close()
