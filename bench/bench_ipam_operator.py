@@ -3,9 +3,10 @@
 
 Two control planes of the testbed, identical but for kube-controller-manager's ``--allocate-node-cidrs`` (a
 start-up flag, hence two instances), both up for the whole run so the machine's load is the same for both; the
-measurements alternate between them. Our operator runs as a process with leader election, exactly as deployed,
-with the *same client QPS/burst* as kube-controller-manager (read from its command line), and a pool that is the
-same range and block size as KCM's ``--cluster-cidr``/``--node-cidr-mask-size``.
+measurements alternate between them. Our operator runs as a process with leader election, as deployed: installed
+with ``helm install`` (its CRD and RBAC), authenticated as the chart's ServiceAccount, with the chart's defaults but
+the *same client QPS/burst* as kube-controller-manager (read from its command line), and a pool that is the same
+range and block size as KCM's ``--cluster-cidr``/``--node-cidr-mask-size``.
 
 * **Burst**: N nodes (1,000 and 5,000) are created at once (64 concurrent creates); the time until every one of
   them has ``spec.podCIDR`` (seen by a watch) is measured from the first create. Also reported: the lag after the
@@ -36,10 +37,11 @@ import yaml
 
 from cni_migrate.kube import KubeError
 from cni_migrate.kube.ipam import NODES_PATH, AsyncKube
-from cni_migrate_testbed import ControlPlane
+from cni_migrate_testbed import ControlPlane, find_binary
 
 ROOT = Path(__file__).resolve().parents[1]
-CRD = ROOT / "deploy" / "crds" / "ipam.cni-migrate.io_podcidrpools.yaml"
+CHART = ROOT / "charts" / "cni-migrate-ipam"
+OPERATOR_NAMESPACE = "cni-migrate-ipam"
 CLUSTER_CIDR = "100.64.0.0/10"
 MASK = 24
 LABEL = "bench.cni-migrate.io/run"
@@ -113,9 +115,26 @@ class Side:
         return self.kube
 
 
+def install_chart(cp: ControlPlane) -> Path:
+    """``helm install`` the operator's chart (RBAC, CRD; no pods: the operator runs as a local process) and return a
+    kubeconfig of its ServiceAccount: the operator then runs with exactly the identity and rights it has when deployed
+    (the API server's priority and fairness treats it as a ServiceAccount, not as the cluster admin)."""
+    env = {
+        **os.environ,
+        **{f"HELM_{k}_HOME": str(cp.workdir / f"helm-{k.lower()}") for k in ("CACHE", "CONFIG", "DATA")},
+    }
+    subprocess.run(
+        [str(find_binary("helm", cp.cache)), f"--kubeconfig={cp.admin_kubeconfig}", "install", "cni-migrate-ipam",
+         str(CHART), "--namespace", OPERATOR_NAMESPACE, "--create-namespace", "--set", "replicaCount=0",
+         "--set", "webhook.enabled=false", "--wait", "--timeout", "60s"],
+        check=True, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    return cp.kubeconfig_for_service_account(OPERATOR_NAMESPACE, "cni-migrate-ipam")
+
+
 def start_operator(side: Side, qps: float, burst: int, extra: list[str]) -> None:
     cp = side.cp
-    cp.kubectl("apply", "-f", str(CRD))
+    kubeconfig = install_chart(cp)
     cp.kubectl("wait", "--for=condition=Established", "--timeout=60s", "crd/podcidrpools.ipam.cni-migrate.io")
     pool = {
         "apiVersion": "ipam.cni-migrate.io/v1alpha1",
@@ -137,7 +156,7 @@ def start_operator(side: Side, qps: float, burst: int, extra: list[str]) -> None
     side.proc = subprocess.Popen(
         [
             sys.executable, *profile, "-m", "cni_migrate.actions.ipam_operator",
-            f"--kubeconfig={cp.admin_kubeconfig}", "--lease-namespace=default", "--identity=bench",
+            f"--kubeconfig={kubeconfig}", f"--lease-namespace={OPERATOR_NAMESPACE}", "--identity=bench",
             f"--qps={qps:g}", f"--burst={burst}",
             f"--metrics-bind-address=127.0.0.1:{side.metrics_port}", "--health-bind-address=0", *extra,
         ],
