@@ -79,6 +79,19 @@ def operator_requests(side: Side) -> dict[str, float]:
     return out
 
 
+def apf_wait(cp: ControlPlane) -> dict[str, float]:
+    """Seconds requests waited in API Priority and Fairness queues so far, by priority level (the operator's
+    ServiceAccount lands in workload-low unless a FlowSchema says otherwise, kube-controller-manager in
+    workload-high, the admin in exempt)."""
+    out: dict[str, float] = {}
+    for line in cp.kubectl("get", "--raw", "/metrics").stdout.splitlines():
+        if line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_sum{"):
+            labels, _, value = line.rpartition(" ")
+            level = labels.partition('priority_level="')[2].partition('"')[0]
+            out[level] = out.get(level, 0.0) + float(value)
+    return out
+
+
 def server_node_patches(cp: ControlPlane) -> tuple[float, float]:
     """The API server's own count and total seconds of PATCH requests on nodes (apiserver_request_duration_seconds)."""
     count = total = 0.0
@@ -260,6 +273,7 @@ async def burst(side: Side, obs: Observer, n: int, tag: str) -> dict[str, Any]:
 
     cpu0 = cpu_snapshot(side)
     req0 = operator_requests(side)
+    apf0 = apf_wait(side.cp)
     t0 = time.monotonic()
     await asyncio.gather(*(create(name) for name in names))
     created = time.monotonic() - t0
@@ -267,6 +281,7 @@ async def burst(side: Side, obs: Observer, n: int, tag: str) -> dict[str, Any]:
     done = max(obs.allocated[nm] for nm in names) - t0
     cpu1 = cpu_snapshot(side)
     req1 = operator_requests(side)
+    apf1 = apf_wait(side.cp)
     await delete_run(kube, obs, run, names)
     await asyncio.sleep(COOL_DOWN)  # let the API servers and controllers finish with the deletions
     cpu = {k: round(cpu1[k] - cpu0[k], 2) for k in cpu1 if k in cpu0}
@@ -274,6 +289,7 @@ async def burst(side: Side, obs: Observer, n: int, tag: str) -> dict[str, Any]:
     timeline = {f"{q}%": round(times[min(n - 1, n * q // 100)], 3) for q in (10, 25, 50, 75, 90)}
     out = {"nodes": n, "seconds": round(done, 3), "allocated_by": timeline, "create_seconds": round(created, 3),
            "lag_after_last_create_seconds": round(max(0.0, done - created), 3), "cpu_seconds": cpu}  # fmt: skip
+    out["apf_wait_seconds"] = {k: round(v - apf0.get(k, 0.0), 3) for k, v in apf1.items() if v - apf0.get(k, 0.0) > 0}
     if req1:
         out["operator_requests"] = {k: v - req0.get(k, 0.0) for k, v in req1.items() if v != req0.get(k, 0.0)}
     return out

@@ -19,7 +19,7 @@ VARIANTS = [
     ["--set", "operator.mode=annotation", "--set", "metrics.serviceMonitor.enabled=true"],
     ["--set", "webhook.url=https://127.0.0.1:9443/validate", "--set", "webhook.extraIPs[0]=127.0.0.1"],
     ["--set", "webhook.existingSecret=my-tls", "--set", "webhook.caBundle=-----BEGIN CERTIFICATE-----"],
-    ["--set", "webhook.enabled=false", "--set", "replicaCount=1"],
+    ["--set", "webhook.enabled=false", "--set", "replicaCount=1", "--set", "priorityAndFairness.enabled=false"],
 ]
 
 
@@ -78,3 +78,21 @@ def test_service_account_rbac_is_least_privilege(ipam_release: IpamRelease) -> N
     ]
     assert [a for a in allowed if not can_i(ipam_release, *a)] == []
     assert [d for d in denied if can_i(ipam_release, *d)] == []
+
+
+def test_service_account_requests_get_kube_controller_manager_priority(ipam_release: IpamRelease) -> None:
+    """The chart's FlowSchema puts the operator in workload-high (kube-controller-manager's level), not in the
+    workload-low level every other ServiceAccount shares; the API server says which level served a request in the
+    X-Kubernetes-PF-PriorityLevel-UID response header."""
+    cp = ipam_release.cp
+    kubectl = str(find_binary("kubectl", cp.cache))
+    uid = {
+        level: cp.kubectl("get", "prioritylevelconfiguration", level, "-o", "jsonpath={.metadata.uid}").stdout
+        for level in ("workload-high", "workload-low")
+    }
+    argv = [kubectl, f"--kubeconfig={ipam_release.kubeconfig}", "get", "--raw", "/api/v1/nodes?limit=1", "-v=8"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stderr
+    served = [
+        ln.rpartition(":")[2].strip() for ln in out.splitlines() if "x-kubernetes-pf-prioritylevel-uid" in ln.lower()
+    ]
+    assert served == [uid["workload-high"]], (served, uid, out[-2000:])
