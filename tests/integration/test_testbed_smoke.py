@@ -119,7 +119,8 @@ def test_deployment_pods_run_with_ips_in_their_nodes_pod_cidr(
     for pod in pods:
         assert pod.spec.nodeName in cidr_of
         assert ipaddress.ip_address(pod.status.podIP) in cidr_of[pod.spec.nodeName], pod.metadata.name
-    assert len({p.status.podIP for p in pods}) == 4
+    # Not asserted: that the 4 IPs differ. kwok 0.8.0 hands out pod IPs per node (PodIPsWith in its stages) and once
+    # gave two pods scheduled at the same moment the same IP (seen in a CI run); nothing in cni-migrate relies on it.
     wait_for(
         "the Deployment to report 4 available replicas",
         lambda: (
