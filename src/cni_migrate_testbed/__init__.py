@@ -6,6 +6,7 @@ from cni_migrate_testbed.controlplane import ControlPlane
 from cni_migrate_testbed.errors import BinaryNotFoundError, ComponentStartError, TestbedError
 from cni_migrate_testbed.fake_nodes import TEST_LABEL, FakeNodes
 from cni_migrate_testbed.nodes import FAKE_NODE_LABEL, KWOK_ANNOTATION, FakeNodeSpec
+from cni_migrate_testbed.waiting import wait_for
 
 __all__ = [
     "FAKE_NODE_LABEL",
@@ -20,4 +21,5 @@ __all__ = [
     "bin_dir",
     "cache_dir",
     "find_binary",
+    "wait_for",
 ]

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from lightkube import ApiError
@@ -21,23 +21,11 @@ from lightkube.resources.policy_v1 import PodDisruptionBudget
 from lightkube.resources.rbac_authorization_v1 import Role, RoleBinding
 from lightkube.types import PatchType
 
-from cni_migrate_testbed import BinaryNotFoundError, ComponentStartError, ControlPlane, FakeNodes
+from cni_migrate_testbed import BinaryNotFoundError, ComponentStartError, ControlPlane, FakeNodes, wait_for
 
 pytestmark = pytest.mark.integration
 
 PAUSE = "registry.k8s.io/pause:3.10"  # never pulled: kwok runs no containers
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
 
 
 def pod_template(labels: dict[str, str], node_selector: dict[str, str]) -> dict[str, Any]:

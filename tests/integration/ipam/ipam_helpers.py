@@ -15,11 +15,11 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import yaml
 from lightkube import ApiError, Client
@@ -29,7 +29,7 @@ from lightkube.resources.core_v1 import Event as CoreEvent
 from lightkube.resources.core_v1 import Node
 from lightkube.types import PatchType
 
-from cni_migrate_testbed import TEST_LABEL, ControlPlane
+from cni_migrate_testbed import TEST_LABEL, ControlPlane, wait_for
 from cni_migrate_testbed.binaries import find_binary
 from cni_migrate_testbed.process import _die_with_parent
 
@@ -40,18 +40,6 @@ LEASE_NAME = "cni-migrate-ipam"
 ADMISSION_LEASE_NAME = f"{LEASE_NAME}-admission"
 FINALIZER = "ipam.cni-migrate.io/pool-in-use"
 PodCIDRPool = create_global_resource("ipam.cni-migrate.io", "v1alpha1", "PodCIDRPool", "podcidrpools")
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0, interval: float = 0.2) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
 
 
 def free_port() -> int:
