@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
 async def run(args: argparse.Namespace) -> int:
     identity = args.identity or _default_identity()
     args.workers = workers_for(args.qps, args.workers)
+    lease_namespace = args.lease_namespace or _default_namespace()
     kube = AsyncKube.connect(
         args.kubeconfig,
         args.context,
@@ -174,7 +175,7 @@ async def run(args: argparse.Namespace) -> int:
     elector: LeaderElector | None = None
     if args.leader_elect:
         lease = LeaseConfig(
-            namespace=args.lease_namespace or _default_namespace(),
+            namespace=lease_namespace,
             name=args.lease_name,
             identity=identity,
             lease_duration=args.lease_duration,
@@ -192,7 +193,7 @@ async def run(args: argparse.Namespace) -> int:
 
     ledger = AdmissionLedger(
         kube,
-        args.lease_namespace or _default_namespace(),
+        lease_namespace,
         args.admission_lease_name or f"{args.lease_name}-admission",
     )
     routes = make_routes(controller, metrics, ledger)
