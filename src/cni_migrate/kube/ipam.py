@@ -12,6 +12,7 @@ so kubectl's rules apply; inside a pod the ServiceAccount token is used and re-r
 from __future__ import annotations
 
 import asyncio
+import base64
 import os
 import ssl
 import time
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-import aiohttp
 import orjson
 from lightkube import ConfigError, KubeConfig
 from lightkube.config.client_adapter import ExecAuth, verify_cluster
@@ -35,6 +35,7 @@ from cni_migrate.kube.errors import (
     KubeError,
     NotFound,
 )
+from cni_migrate.kube.http1 import ConnectFailed, HTTP1Pool, TransportFailed
 
 Obj = dict[str, Any]
 # The object's metadata only, in JSON (falls back to the full object on servers that cannot transform).
@@ -192,7 +193,8 @@ class _Auth:
                 self._header = f"Bearer {orjson.loads(out)['status']['token']}"
             return self._header
         if user.username and user.password:
-            return aiohttp.BasicAuth(user.username, user.password).encode()
+            token = base64.b64encode(f"{user.username}:{user.password}".encode()).decode("ascii")
+            return f"Basic {token}"
         return None
 
 
@@ -223,8 +225,9 @@ class _Response:
 class AsyncKube:
     """Concurrent, rate-limited access to the few resources the IPAM operator uses.
 
-    The transport is aiohttp (HTTP/1.1 keep-alive, a bounded connection pool): per request it costs about a third of
-    the CPU of httpx, which matters for a controller that writes hundreds of nodes per second next to its API server.
+    The transport is :class:`cni_migrate.kube.http1.HTTP1Pool` (HTTP/1.1 keep-alive, a bounded connection pool): per
+    request it costs about a third of aiohttp's CPU, which matters for a controller that writes hundreds of nodes per
+    second next to its API server.
     """
 
     def __init__(
@@ -243,11 +246,11 @@ class AsyncKube:
         user_agent: str = "cni-migrate-ipam-operator",
     ) -> None:
         self.server = server.rstrip("/")
-        self._ssl: ssl.SSLContext | bool = ssl_context if ssl_context is not None else True
+        self._ssl = ssl_context
         self._auth = auth
         self._max_connections = max_connections
         self._user_agent = user_agent
-        self._session: aiohttp.ClientSession | None = None
+        self._pool: HTTP1Pool | None = None
         self.limiter = RateLimiter(qps, burst)
         self.field_manager = field_manager
         self.request_timeout = request_timeout
@@ -288,15 +291,15 @@ class AsyncKube:
             user_agent=user_agent,
         )
 
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(ssl=self._ssl, limit=self._max_connections, keepalive_timeout=60)
-            self._session = aiohttp.ClientSession(connector=connector, headers={"User-Agent": self._user_agent})
-        return self._session
+    def _http(self) -> HTTP1Pool:
+        if self._pool is None:
+            self._pool = HTTP1Pool(self.server, self._ssl, limit=self._max_connections, user_agent=self._user_agent)
+        return self._pool
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
     # ---------------------------------------------------------------------------------------------- plumbing
 
@@ -335,20 +338,14 @@ class AsyncKube:
         timeout: float,
     ) -> _Response:
         """One HTTP exchange; re-authenticates once on 401 (rotated token, expired exec credential)."""
+        pool = self._http()
+        target = pool.target(path, params)
         for attempt in range(2):
             hdrs = await self._headers(headers, refresh=attempt > 0)
-            async with self._http().request(
-                method,
-                self.server + path,
-                params=params,
-                data=content,
-                headers=hdrs,
-                timeout=aiohttp.ClientTimeout(total=timeout),
-            ) as resp:
-                body = await resp.read()
-                if resp.status == 401 and attempt == 0:
-                    continue
-                return _Response(resp.status, resp.reason or "", body, resp.headers.get("Retry-After"))
+            resp = await pool.request(method, target, headers=hdrs, body=content, timeout=timeout)
+            if resp.status == 401 and attempt == 0:
+                continue
+            return _Response(resp.status, resp.reason, resp.body, resp.headers.get("retry-after"))
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def request(
@@ -388,14 +385,14 @@ class AsyncKube:
                 limit = min(limit, guard())
             try:
                 resp = await self._send(method, path, params, content, headers, limit)
-            except (aiohttp.ClientConnectorError, aiohttp.ClientSSLError) as e:
+            except ConnectFailed as e:
                 self.stats.add(verb, "connect-error")
                 if attempt == attempts - 1:
-                    raise ClusterUnreachable(f"{what}: cannot reach the API server ({type(e).__name__}: {e})") from e
-            except (aiohttp.ClientError, TimeoutError) as e:
+                    raise ClusterUnreachable(f"{what}: cannot reach the API server ({e})") from e
+            except TransportFailed as e:
                 self.stats.add(verb, "transport-error")
                 if write or attempt == attempts - 1:
-                    raise RequestUncertain(f"{what}: no answer from the API server ({type(e).__name__}: {e})") from e
+                    raise RequestUncertain(f"{what}: no answer from the API server ({e})") from e
             else:
                 self.stats.add(verb, str(resp.status))
                 if resp.status < 300:
@@ -441,24 +438,26 @@ class AsyncKube:
             "timeoutSeconds": str(timeout_seconds),
         }
         await self.limiter.acquire()
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout, sock_read=timeout_seconds + 30.0)
+        pool = self._http()
         try:
-            async with self._http().get(
-                self.server + path, params=params, headers=await self._headers(None), timeout=timeout
+            async with pool.stream(
+                "GET",
+                pool.target(path, params),
+                headers=await self._headers(None),
+                connect_timeout=self.request_timeout,
+                read_timeout=timeout_seconds + 30.0,
             ) as resp:
-                if resp.status >= 300:
-                    body = await resp.read()
-                    self.stats.add("watch", str(resp.status))
-                    raise self._error(resp.status, resp.reason or "", body, what)
                 self.stats.add("watch", str(resp.status))
+                if resp.status >= 300:
+                    raise self._error(resp.status, resp.reason, await resp.read(), what)
                 buffer = b""
-                async for chunk in resp.content.iter_any():
-                    buffer += chunk
-                    while True:
-                        end = buffer.find(b"\n")
-                        if end < 0:
-                            break
-                        line, buffer = buffer[:end], buffer[end + 1 :]
+                async for chunk in resp.chunks():
+                    if b"\n" not in chunk:  # part of a large object: collect until its line ends
+                        buffer += chunk
+                        continue
+                    lines = (buffer + chunk).split(b"\n")
+                    buffer = lines.pop()  # an incomplete last line, or b""
+                    for line in lines:
                         if not line.strip():
                             continue
                         event = orjson.loads(line)
@@ -471,8 +470,8 @@ class AsyncKube:
                                 raise Gone(f"{what}: {message}")
                             raise ApiStatusError(code, f"{what}: {message}")
                         yield WatchEvent(kind, obj)
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise ClusterUnreachable(f"{what}: watch interrupted ({type(e).__name__}: {e})") from e
+        except (ConnectFailed, TransportFailed) as e:
+            raise ClusterUnreachable(f"{what}: watch interrupted ({e})") from e
 
     # ---------------------------------------------------------------------------------------------- nodes
 
