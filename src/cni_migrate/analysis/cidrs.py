@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -20,7 +21,10 @@ def parse_cidr(text: str, *, what: str = "CIDR") -> Network:
         raise CidrError(f"{what} {text!r} is not a valid network in CIDR notation ({e})") from e
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def try_parse(text: str) -> Network | None:
+    """The network of a CIDR text (host bits cleared), or None. Cached: the IPAM operator parses the same node
+    CIDRs at every watch event, and ``ipaddress`` parsing is slow (networks are immutable, so sharing is safe)."""
     try:
         return ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:

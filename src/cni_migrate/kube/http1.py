@@ -83,7 +83,7 @@ class _Exchange:
     chunks: collections.deque[bytes] = field(default_factory=collections.deque)
     buffered: int = 0
     complete: bool = False
-    error: HTTPError | None = None
+    error: TransportFailed | None = None
     wakeup: asyncio.Future[None] | None = None
     answered: bool = False  # a byte of the response arrived
 
@@ -92,7 +92,7 @@ class _Exchange:
         if w is not None and not w.done():
             w.set_result(None)
 
-    def fail(self, error: HTTPError) -> None:
+    def fail(self, error: TransportFailed) -> None:
         if self.complete or self.error is not None:
             return
         self.error = error
@@ -367,47 +367,56 @@ class HTTP1Pool:
         server may have closed the idle connection just as it was taken). Other methods never are: whether a
         write landed is for the caller to find out.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         for attempt in (0, 1):
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
-                return await self._request_once(method, target, headers, body, left)
+                return await self._request_once(method, target, headers, body, deadline, timeout)
             except _RetryOnNewConnection as e:
                 if attempt == 1 or method != "GET":
                     raise e.error from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def _request_once(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, timeout: float | None
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        deadline: float | None,
+        timeout: float | None,
     ) -> Response:
-        conn: _Connection | None = None
-        ex: _Exchange | None = None
-        reused = False
-        sent = False
+        loop = asyncio.get_running_loop()
+        if self._slots.locked():  # wait for a free connection within the deadline
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._slots.acquire()
+            except TimeoutError:
+                raise ConnectFailed(f"no free connection to the server within {timeout:g} s") from None
+        else:
+            await self._slots.acquire()  # returns at once
         try:
-            async with asyncio.timeout(timeout):
-                async with self._slots:
-                    conn, ex, reused = await self._start(method, target, headers, body, timeout)
-                    sent = True
-                    try:
-                        while not ex.complete:
-                            if ex.error is not None:
-                                raise ex.error
-                            ex.wakeup = asyncio.get_running_loop().create_future()
-                            await ex.wakeup
-                            ex.wakeup = None
-                        body_out = b"".join(ex.chunks)
-                    finally:
-                        self._release(conn, ex)
-        except TimeoutError:
-            if not sent:
-                raise ConnectFailed(f"no connection to the server within {timeout:g} s") from None
-            raise TransportFailed(f"no complete answer within {timeout:g} s") from None
-        except TransportFailed as e:
-            if reused and ex is not None and not ex.answered:
-                raise _RetryOnNewConnection(e) from None
-            raise
-        return Response(ex.status, ex.reason, ex.headers, body_out)
+            left = None if deadline is None else max(0.001, deadline - loop.time())
+            conn, ex, reused = await self._start(method, target, headers, body, left)
+            # One timer rather than asyncio.timeout() around the wait: cheaper, and this runs for every request.
+            expiry = None
+            if deadline is not None:
+                expiry = loop.call_at(deadline, ex.fail, ResponseTimeout(f"no complete answer within {timeout:g} s"))
+            try:
+                while not ex.complete:
+                    if ex.error is not None:
+                        if reused and not ex.answered and not isinstance(ex.error, ResponseTimeout):
+                            raise _RetryOnNewConnection(ex.error)
+                        raise ex.error
+                    ex.wakeup = loop.create_future()
+                    await ex.wakeup
+                    ex.wakeup = None
+            finally:
+                if expiry is not None:
+                    expiry.cancel()
+                self._release(conn, ex)
+        finally:
+            self._slots.release()
+        return Response(ex.status, ex.reason, ex.headers, b"".join(ex.chunks))
 
     @contextlib.asynccontextmanager
     async def stream(
@@ -446,6 +455,10 @@ class HTTP1Pool:
         return sum(1 for c in self._all if not c.closed)
 
 
+class ResponseTimeout(TransportFailed):
+    """The request was sent but its answer did not complete in time."""
+
+
 class _RetryOnNewConnection(Exception):
     def __init__(self, error: TransportFailed) -> None:
         super().__init__(str(error))
@@ -466,6 +479,7 @@ __all__ = [
     "HTTP1Pool",
     "HTTPError",
     "Response",
+    "ResponseTimeout",
     "StreamedResponse",
     "TransportFailed",
 ]

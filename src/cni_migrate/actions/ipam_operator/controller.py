@@ -339,7 +339,11 @@ class Controller:
             self._decide(name)
 
     def _upsert(self, info: NodeInfo) -> bool:
-        """Feed a watched node into the state; False when nothing the allocator cares about changed."""
+        """Feed a watched node into the state; True when the allocator must decide (again) for it.
+
+        No new decision is needed when the node keeps its labels and termination state and holds the same CIDRs
+        as before: the echo of our own write (it shows the block assigned to it), status updates, other fields.
+        """
         state = self.state
         assert state is not None
         old = state.node(info.name)
@@ -348,12 +352,19 @@ class Controller:
             old = None
         if old == info:
             return False
+        held = state.held(info.name)
         reports = state.upsert_node(info)
         if reports:
             self._handle_reports(reports, startup=False)
         if not info.cidrs() and info.name not in self._first_seen:
             self._first_seen[info.name] = (info.uid, time.monotonic())
-        return True
+        return (
+            old is None
+            or not held
+            or old.labels != info.labels
+            or old.deleting != info.deleting
+            or state.held(info.name) != held
+        )
 
     def _node_gone(self, name: str) -> None:
         state = self.state
