@@ -51,6 +51,20 @@ def test_requests_reuse_one_keep_alive_connection_and_send_what_was_asked() -> N
     run(go())
 
 
+def test_connections_idle_too_long_are_not_reused() -> None:
+    async def go() -> None:
+        async with Server(ok) as srv:
+            pool = HTTP1Pool(srv.url, None, idle_timeout=0.2)
+            await pool.request("GET", "/a", headers={}, timeout=5)
+            await pool.request("GET", "/b", headers={}, timeout=5)
+            await asyncio.sleep(0.3)  # past the idle timeout: the server might close it any moment now
+            await pool.request("GET", "/c", headers={}, timeout=5)
+            await pool.close()
+        assert [(r.connection, r.number) for r in srv.requests] == [(1, 1), (1, 2), (2, 1)]
+
+    run(go())
+
+
 def test_chunked_bodies_and_connection_close_are_honoured() -> None:
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
         if req.target == "/chunked":
