@@ -110,9 +110,7 @@ class _Connection(asyncio.Protocol):
         self.closed = False
         self.reusable = True  # the last response allowed keep-alive
         self.idle_since = time.monotonic()
-        self.uses = 0
         self._paused = False
-        self._header_name = b""
 
     # --- asyncio.Protocol
 
@@ -278,7 +276,6 @@ class HTTP1Pool:
         self._all: set[_Connection] = set()
         self.idle_timeout = idle_timeout
         self._fixed = f"Host: {self.endpoint.host_header}\r\nUser-Agent: {_checked(user_agent)}\r\n"
-        self.connections_opened = 0
 
     def target(self, path: str, params: Mapping[str, str] | None = None) -> str:
         """The request target for an API path (with the endpoint's prefix) and query parameters."""
@@ -299,7 +296,6 @@ class HTTP1Pool:
             raise ConnectFailed(f"connecting to {ep.host}:{ep.port} timed out after {timeout:g} s") from None
         except (OSError, ssl.SSLError) as e:  # refused, unreachable, DNS, certificate
             raise ConnectFailed(f"cannot connect to {ep.host}:{ep.port} ({type(e).__name__}: {e})") from e
-        self.connections_opened += 1
         self._all.add(conn)
         return conn
 
@@ -350,7 +346,6 @@ class HTTP1Pool:
             conn = await self._connect(connect_timeout)
         ex = _Exchange(asyncio.get_running_loop().create_future())
         conn.exchange = ex
-        conn.uses += 1
         assert conn.transport is not None
         conn.transport.write(data)
         return conn, ex, reused
