@@ -69,8 +69,16 @@ def answer(status: int = 200, body: bytes = b"{}", extra: str = "") -> bytes:
     return f"HTTP/1.1 {status} {reason}\r\nContent-Length: {len(body)}\r\n{extra}\r\n".encode() + body
 
 
+#: The head of a 200 answer whose body follows in chunks, and the chunk that ends such a body.
+CHUNKED_HEAD = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def chunk(part: bytes) -> bytes:
+    """One chunk of a chunked body."""
+    return f"{len(part):x}\r\n".encode() + part + b"\r\n"
+
+
 def chunked(*parts: bytes) -> bytes:
-    out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
-    for p in parts:
-        out += f"{len(p):x}\r\n".encode() + p + b"\r\n"
-    return out + b"0\r\n\r\n"
+    """A whole 200 answer with a chunked body."""
+    return CHUNKED_HEAD + b"".join(chunk(p) for p in parts) + LAST_CHUNK

@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import pytest
-from loopback import Request, Server, answer
+from loopback import CHUNKED_HEAD, LAST_CHUNK, Request, Server, answer, chunk
 
 from cni_migrate.kube import ClusterUnreachable, Forbidden
 from cni_migrate.kube.ipam import AsyncKube, Gone, RequestUncertain, _Auth
@@ -115,11 +115,11 @@ def test_watch_events_split_anywhere_across_chunks() -> None:
 
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
         assert "watch=true" in req.target and "resourceVersion=7" in req.target
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(CHUNKED_HEAD)
         for i in range(0, len(stream), 7):  # 7-byte chunks: lines break everywhere
             part = stream[i : i + 7]
-            w.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
-        w.write(b"0\r\n\r\n")
+            w.write(chunk(part))
+        w.write(LAST_CHUNK)
         return True
 
     async def go() -> None:
@@ -158,9 +158,9 @@ def test_watch_errors(status: int, body: bytes, error: type[Exception], match: s
 
 def test_a_watch_cut_off_is_unreachable() -> None:
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(CHUNKED_HEAD)
         part = _event("ADDED", "a", "1")
-        w.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        w.write(chunk(part))
         return False  # closed mid-stream
 
     async def go() -> None:
