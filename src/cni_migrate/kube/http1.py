@@ -334,13 +334,21 @@ class HTTP1Pool:
         return "".join(lines).encode("latin-1")
 
     async def _start(
-        self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, connect_timeout: float | None
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        connect_timeout: float | None,
+        *,
+        fresh: bool = False,
     ) -> tuple[_Connection, _Exchange, bool]:
-        """Send a request on a connection (reused or new); returns it, the exchange, and whether it was reused."""
+        """Send a request on a connection (an idle one unless ``fresh``, else a new one); returns it, the exchange,
+        and whether it was reused."""
         data = self._head(method, target, headers, body)
         if body:
             data += body
-        conn = self._idle_connection()
+        conn = None if fresh else self._idle_connection()
         reused = conn is not None
         if conn is None:
             conn = await self._connect(connect_timeout)
@@ -368,7 +376,7 @@ class HTTP1Pool:
         deadline = None if timeout is None else asyncio.get_running_loop().time() + timeout
         for attempt in (0, 1):
             try:
-                return await self._request_once(method, target, headers, body, deadline, timeout)
+                return await self._request_once(method, target, headers, body, deadline, timeout, fresh=attempt > 0)
             except _RetryOnNewConnection as e:
                 if attempt == 1 or method != "GET":
                     raise e.error from None
@@ -382,6 +390,8 @@ class HTTP1Pool:
         body: bytes | None,
         deadline: float | None,
         timeout: float | None,
+        *,
+        fresh: bool,
     ) -> Response:
         loop = asyncio.get_running_loop()
         if self._slots.locked():  # wait for a free connection within the deadline
@@ -394,7 +404,7 @@ class HTTP1Pool:
             await self._slots.acquire()  # returns at once
         try:
             left = None if deadline is None else max(0.001, deadline - loop.time())
-            conn, ex, reused = await self._start(method, target, headers, body, left)
+            conn, ex, reused = await self._start(method, target, headers, body, left, fresh=fresh)
             # One timer rather than asyncio.timeout() around the wait: cheaper, and this runs for every request.
             expiry = None
             if deadline is not None:
@@ -437,9 +447,7 @@ class HTTP1Pool:
                     raise TransportFailed(f"no answer within {read_timeout:g} s") from None
                 yield StreamedResponse(conn, ex, read_timeout)
             finally:
-                if not ex.complete:
-                    conn.abort()  # the rest of the body would arrive on a connection nobody reads
-                self._release(conn, ex)
+                self._release(conn, ex)  # unfinished: aborted, the rest would arrive on a connection nobody reads
 
     async def close(self) -> None:
         for conn in list(self._all):

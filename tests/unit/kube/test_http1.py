@@ -8,7 +8,7 @@ import socket
 from collections.abc import Awaitable
 
 import pytest
-from loopback import Request, Server, answer, chunked
+from loopback import CHUNKED_HEAD, LAST_CHUNK, Request, Server, answer, chunk, chunked
 
 from cni_migrate.kube.http1 import (
     STREAM_HIGH_WATER,
@@ -120,6 +120,26 @@ def test_a_get_on_a_connection_the_server_dropped_is_retried_a_write_is_not() ->
     run(go())
 
 
+def test_the_retried_get_goes_on_a_new_connection_not_another_idle_one() -> None:
+    async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
+        if req.number > 1:  # every kept-alive connection is dropped as its next request arrives
+            return False
+        await asyncio.sleep(0.05)
+        w.write(answer())
+        return True
+
+    async def go() -> None:
+        async with Server(handler) as srv:
+            pool = HTTP1Pool(srv.url, None, limit=2)
+            await asyncio.gather(*(pool.request("GET", f"/{i}", headers={}, timeout=5) for i in range(2)))
+            assert srv.connections == 2  # both now idle, both stale
+            assert (await pool.request("GET", "/b", headers={}, timeout=5)).status == 200
+            assert srv.connections == 3
+            await pool.close()
+
+    run(go())
+
+
 def test_no_answer_in_time_is_a_timeout_and_the_connection_is_not_reused() -> None:
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
         if req.target == "/slow":
@@ -211,13 +231,13 @@ def test_a_full_pool_times_out_as_a_connect_failure() -> None:
 
 def test_streamed_body_arrives_in_pieces_and_a_silent_stream_times_out() -> None:
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(CHUNKED_HEAD)
         for part in (b"one\n", b"two\n"):
-            w.write(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+            w.write(chunk(part))
             await w.drain()
             await asyncio.sleep(0.05)
         if req.target == "/ends":
-            w.write(b"0\r\n\r\n")
+            w.write(LAST_CHUNK)
             return True
         await asyncio.sleep(5)  # silent
         return False
@@ -245,11 +265,11 @@ def test_a_slow_stream_reader_pauses_the_socket() -> None:
     big = b"x" * (1024 * 1024)
 
     async def handler(req: Request, w: asyncio.StreamWriter) -> bool:
-        w.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        w.write(CHUNKED_HEAD)
         for _ in range(12):
-            w.write(f"{len(big):x}\r\n".encode() + big + b"\r\n")
+            w.write(chunk(big))
             await w.drain()
-        w.write(b"0\r\n\r\n")
+        w.write(LAST_CHUNK)
         return True
 
     async def go() -> None:
