@@ -19,6 +19,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("cni_migrate.cli.lint", "lint"),
     "plan": ("cni_migrate.cli.plan", "plan"),
     "ipam": ("cni_migrate.cli.ipam", "app"),
+    "apply": ("cni_migrate.cli.apply", "apply"),
+    "status": ("cni_migrate.cli.apply", "status"),
+    "rollback": ("cni_migrate.cli.apply", "rollback"),
 }
 
 

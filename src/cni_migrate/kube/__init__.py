@@ -5,10 +5,13 @@ is imported only by code that really connects.
 """
 
 from cni_migrate.kube.errors import (
+    AmbiguousWrite,
     ApiStatusError,
     ClusterUnreachable,
     Conflict,
+    EvictionRefused,
     Forbidden,
+    Invalid,
     KubeConfigurationError,
     KubeError,
     NotFound,
@@ -16,10 +19,13 @@ from cni_migrate.kube.errors import (
 from cni_migrate.kube.types import ResourceType
 
 __all__ = [
+    "AmbiguousWrite",
     "ApiStatusError",
     "ClusterUnreachable",
     "Conflict",
+    "EvictionRefused",
     "Forbidden",
+    "Invalid",
     "KubeConfigurationError",
     "KubeError",
     "NotFound",

@@ -26,6 +26,7 @@ from cni_migrate.kube.errors import (
     KubeError,
     NotFound,
 )
+from cni_migrate.kube.rest import Rest
 from cni_migrate.kube.types import ResourceType
 
 __all__ = ["Cluster", "load_kubeconfig"]
@@ -102,6 +103,7 @@ class Cluster:
         self.name = name
         self._retries = retries
         self._backoff = backoff
+        self._rest: Rest | None = None
 
     @classmethod
     def connect(cls, kubeconfig: str | None = None, context: str | None = None, *, timeout: float = 15.0) -> Cluster:
@@ -235,6 +237,12 @@ class Cluster:
                     yield ResourceType(group, version, r["kind"], r["name"], bool(r.get("namespaced")))
 
     # --- writes -------------------------------------------------------------------------------------------
+
+    def rest(self) -> Rest:
+        """Generic reads and writes by apiVersion/kind with per-request retry policy (see :mod:`.rest`)."""
+        if self._rest is None:
+            self._rest = Rest(self._client._client._client)
+        return self._rest
 
     def raw(self) -> Client:
         """The underlying client, for code inside this package only."""

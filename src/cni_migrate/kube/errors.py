@@ -31,3 +31,19 @@ class ApiStatusError(KubeError):
     def __init__(self, code: int, message: str) -> None:
         self.code = code
         super().__init__(f"HTTP {code}: {message}")
+
+
+class Invalid(KubeError):
+    """The API server rejected the object (422): a bad plan or manifest, not a passing fault."""
+
+
+class AmbiguousWrite(KubeError):
+    """A non-idempotent write may or may not have landed (the connection failed after sending): re-read."""
+
+
+class EvictionRefused(KubeError):
+    """An eviction refused by a PodDisruptionBudget (HTTP 429 with a DisruptionBudget cause)."""
+
+    def __init__(self, message: str, budgets: list[str]) -> None:
+        self.budgets = budgets
+        super().__init__(message)

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 from cni_migrate.analysis.plan.common import Builder
 from cni_migrate.analysis.plan.invariants import check_plan
-from cni_migrate.analysis.plan.model import SCHEMA_VERSION, Plan, PlanInputs
+from cni_migrate.analysis.plan.model import SCHEMA_VERSION, Plan, PlanInputs, plan_content_digest
 from cni_migrate.analysis.plan.offline import build_offline
 from cni_migrate.analysis.plan.options import PlanError, PlanOptions, Resolved, resolve
 from cni_migrate.analysis.plan.rolling import build_rolling
@@ -87,6 +87,7 @@ def _build(facts: ClusterFacts, options: PlanOptions, tool_version: str, reuse: 
         phases=phases,
         artifacts=[b.artifacts[k] for k in sorted(b.artifacts)],
     )
+    plan.digest = plan_content_digest(plan)
     problems = check_plan(plan)
     if problems:  # a planner bug, never the user's: refuse rather than emit an unsafe plan
         raise PlanError([f"internal: the generated plan is unsafe: {p}" for p in problems], kind="internal")

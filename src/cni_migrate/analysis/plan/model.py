@@ -8,6 +8,8 @@ single key. Keys are stable within a schema version; the same input gives a byte
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -439,6 +441,9 @@ class PlanInputs(_Model):
 class Plan(_Model):
     schema_version: Literal["cni-migrate.io/plan/v1"] = SCHEMA_VERSION
     id: str
+    # sha256 of the document without this field (see plan_content_digest): the executor refuses a plan whose
+    # content no longer matches, i.e. one edited after review.
+    digest: str = ""
     generated_by: str
     inputs: PlanInputs
     backup_dir: str
@@ -465,3 +470,9 @@ class Plan(_Model):
             if a.path == path:
                 return a
         raise KeyError(path)
+
+
+def plan_content_digest(plan: Plan) -> str:
+    """The digest of everything in the plan but the ``digest`` field itself (canonical JSON, sorted keys)."""
+    body = plan.model_dump(mode="json", exclude={"digest"})
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()

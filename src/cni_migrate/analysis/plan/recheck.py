@@ -1,0 +1,86 @@
+"""Does the cluster still look as the plan assumed? Compare the facts a plan's steps rely on with fresh facts.
+
+Pure: the executor passes the live facts in. Facts the plan itself changes (the old CNI, kube-proxy, workloads)
+are compared only before the first step; environment facts (CIDRs, API endpoint, nodes, Kubernetes version) are
+compared before every phase, since nothing in a plan changes them and a change means the plan no longer fits.
+Pod and workload counts churn on any live cluster: a difference there is a warning, never a refusal.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from cni_migrate.analysis.plan.factrefs import fact_ref, node_ref
+from cni_migrate.analysis.plan.model import FactRef, Plan, Step
+from cni_migrate.facts.model import ClusterFacts
+
+ENVIRONMENT = ("network.", "nodes", "kubernetes_version")
+CHURN = ("workloads.", "pdbs", "policies.")
+
+
+@dataclass(frozen=True)
+class FactChange:
+    path: str
+    planned: object
+    now: object
+    steps: tuple[str, ...]
+    warning: bool
+
+    def text(self) -> str:
+        steps = ", ".join(self.steps[:5]) + (" ..." if len(self.steps) > 5 else "")
+        return (
+            f"fact {self.path} changed since planning: planned {_show(self.planned)}, now {_show(self.now)} "
+            f"(relied on by {steps})"
+        )
+
+
+def _show(value: object) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _live(facts: ClusterFacts, ref: FactRef) -> FactRef:
+    if ref.path.startswith("nodes[]."):
+        names = sorted(ref.value) if isinstance(ref.value, dict) else []
+        return node_ref(facts, names, ref.path.removeprefix("nodes[]."))
+    return fact_ref(facts, ref.path)
+
+
+def changed_facts(
+    plan: Plan, facts: ClusterFacts, steps: Iterable[Step], *, environment_only: bool
+) -> list[FactChange]:
+    seen: dict[str, tuple[FactRef, list[str]]] = {}
+    for s in steps:
+        for ref in s.relies_on:
+            if environment_only and not ref.path.startswith(ENVIRONMENT):
+                continue
+            key = ref.path + json.dumps(ref.value, sort_keys=True, default=str)
+            seen.setdefault(key, (ref, []))[1].append(s.id)
+    out = []
+    for ref, users in seen.values():
+        now = _live(facts, ref)
+        if _norm(now.value) != _norm(ref.value):
+            out.append(FactChange(ref.path, ref.value, now.value, tuple(users), ref.path.startswith(CHURN)))
+    return out
+
+
+def _norm(value: object) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def plan_nodes(plan: Plan) -> set[str]:
+    """Every node name the plan mentions: node steps, their actions and checks, relied-on node facts."""
+    names: set[str] = set()
+    for s in plan.steps():
+        names.update(s.nodes)
+        for a in [*s.actions, *s.rollback.actions]:
+            names.update(getattr(a, "nodes", []) or [])
+        for c in [*s.preconditions, *s.success]:
+            names.update(getattr(c, "nodes", []) or [])
+            names.update((getattr(c, "addresses", None) or {}).keys())
+        for ref in s.relies_on:
+            if ref.path.startswith("nodes[].") and isinstance(ref.value, dict):
+                names.update(ref.value)
+    return names
