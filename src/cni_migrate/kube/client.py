@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 import httpx2 as httpx
 from lightkube import ApiError, Client, ConfigError, KubeConfig
-from lightkube.generic_resource import create_global_resource, create_namespaced_resource
 
 from cni_migrate.kube.errors import (
     ApiStatusError,
@@ -36,11 +35,6 @@ T = TypeVar("T")
 
 # Status codes worth retrying: throttling and transient server trouble.
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
-
-
-def _resource_class(rt: ResourceType) -> Any:  # lightkube generic resource classes are built at runtime
-    make = create_namespaced_resource if rt.namespaced else create_global_resource
-    return make(rt.group, rt.version, rt.kind, rt.plural)
 
 
 def _translate(e: Exception, what: str) -> KubeError:
@@ -147,24 +141,9 @@ class Cluster:
     def list_objects(
         self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
     ) -> list[Obj]:
-        res = _resource_class(rt)
-        what = f"list {rt.plural}.{rt.group or 'core'}"
-
-        def do() -> list[Obj]:
-            kwargs: dict[str, Any] = {"chunk_size": 500}
-            if rt.namespaced:
-                kwargs["namespace"] = namespace if namespace is not None else "*"
-            if label_selector:
-                kwargs["labels"] = _parse_selector(label_selector)
-            out = []
-            for o in self._client.list(res, **kwargs):
-                d = dict(o)
-                d.setdefault("apiVersion", rt.api_version)
-                d.setdefault("kind", rt.kind)
-                out.append(d)
-            return out
-
-        return self._call(what, do)
+        # Plain JSON through the generic REST layer: lightkube's generic resource classes can be registered only
+        # once per kind and process, so a second read of the cluster (the executor re-reads facts) would fail.
+        return list(self.rest().iter_list(rt, namespace=namespace, label_selector=label_selector))
 
     def list_names(
         self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
@@ -200,11 +179,8 @@ class Cluster:
         return self._call(f"list names of {rt.plural}", do)
 
     def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Obj:
-        res = _resource_class(rt)
-        return self._call(
-            f"get {rt.kind} {namespace + '/' if namespace else ''}{name}",
-            lambda: dict(self._client.get(res, name=name, namespace=namespace)),
-        )
+        what = f"get {rt.kind} {namespace + '/' if namespace else ''}{name}"
+        return self.rest().request("GET", Rest.path(rt, namespace, name), what=what, idempotent=True)
 
     def api_resources(self) -> Iterator[ResourceType]:
         """Every listable resource type the server serves (discovery), preferred versions only."""
@@ -250,11 +226,3 @@ class Cluster:
 
     def close(self) -> None:
         self._client.close()
-
-
-def _parse_selector(selector: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for part in selector.split(","):
-        k, _, v = part.partition("=")
-        out[k.strip()] = v.strip() if v else None
-    return out
