@@ -16,7 +16,6 @@ from cni_migrate.analysis.problems import Problem, find_problems
 from cni_migrate.cli.common import (
     EXIT_FINDINGS,
     BadInput,
-    OutputFormat,
     emit,
     guarded,
     options,
@@ -147,10 +146,7 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
         console.print("[green]No problems visible in these facts.[/green]")
 
 
-def discover(
-    ctx: typer.Context,
-    output: Annotated[OutputFormat | None, typer.Option("--output", "-o", help="table, json or yaml")] = None,
-) -> None:
+def discover(ctx: typer.Context) -> None:
     """Print the cluster's networking facts, and the problems already visible in them."""
     opts = options(ctx)
 
@@ -158,7 +154,7 @@ def discover(
         facts = opts.facts()
         problems = find_problems(facts)
         doc = {"facts": facts, "problems": problems}
-        emit(doc, output or opts.output, lambda c: render_summary(c, facts, problems, verbose=opts.verbose))
+        emit(doc, opts.output, lambda c: render_summary(c, facts, problems, verbose=opts.verbose))
         return EXIT_FINDINGS if any(p.severity == "error" for p in problems) else 0
 
     guarded(body)
