@@ -71,7 +71,11 @@ def pools(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _run(argv: list[str], tmp: Path) -> Result:
-    env = {"KUBECONFIG": str(tmp / "no-kubeconfig"), "HOME": str(tmp), "COLUMNS": "250"}  # never the machine's own cluster
+    env = {
+        "KUBECONFIG": str(tmp / "no-kubeconfig"),
+        "HOME": str(tmp),
+        "COLUMNS": "250",
+    }  # never the machine's own cluster
     return CliRunner(env=env).invoke(app, argv)
 
 
