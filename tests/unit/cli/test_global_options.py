@@ -15,9 +15,8 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from cni_migrate.cli.common import GLOBAL_PANEL
-from cni_migrate.cli.main import app
+from cni_migrate.cli.main import Command, Context, app
 from cni_migrate.cli.main import typer as _typer
-from cni_migrate.cli.main import Command, Context
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 OPERATOR = str(EXAMPLES / "calico-operator-multipool")
