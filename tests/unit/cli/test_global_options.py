@@ -12,11 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
+from typer._click.core import Command, Context  # typer vendors click
 from typer.testing import CliRunner, Result
 
 from cni_migrate.cli.common import GLOBAL_PANEL
-from cni_migrate.cli.main import Command, Context, app
-from cni_migrate.cli.main import typer as _typer
+from cni_migrate.cli.main import app
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 OPERATOR = str(EXAMPLES / "calico-operator-multipool")
@@ -42,13 +43,13 @@ def _leaves(cmd: Command, ctx: Context, path: tuple[str, ...] = ()) -> Iterator[
         yield path, cmd
         return
     for name in names:
-        sub = cmd.get_command(ctx, name)
-        assert sub is not None, name
+        sub = cmd.get_command(ctx, name)  # type: ignore[attr-defined]
+        assert isinstance(sub, Command), name
         yield from _leaves(sub, ctx, (*path, name))
 
 
 def _tree() -> tuple[Command, Context]:
-    root = _typer.main.get_command(app)
+    root = typer.main.get_command(app)
     return root, Context(root, info_name="cni-migrate")
 
 
