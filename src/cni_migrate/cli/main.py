@@ -15,6 +15,10 @@ from cni_migrate.cli.common import attach_global_options, options
 
 # Sub-commands imported only when used: each pulls in its own analysis engine, and `lint` must start fast.
 # name -> (module, attribute): a typer.Typer sub-app, or a command function.
+# Every command (and every command of a sub-app) gets the global options --kubeconfig, --context, --snapshot,
+# -o/--output, -v/--verbose, -q/--quiet, before and after its name, without declaring them: take `ctx: typer.Context`
+# and read `options(ctx)` (cli.common). Extra -o formats: decorate the function with `@output_formats(...)` and read
+# `options(ctx).output_format`. A command that declares one of these options itself keeps its own (don't).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("cni_migrate.cli.lint", "lint"),
     "plan": ("cni_migrate.cli.plan", "plan"),
