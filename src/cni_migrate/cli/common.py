@@ -125,10 +125,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def output_formats(*formats: str) -> Callable[[F], F]:
-    """Declare the ``-o`` formats a command accepts beyond table/json/yaml; the first is its default.
+    """Declare the ``-o`` formats a command writes (without it: table, json, yaml); the first is its default.
 
     ``-o table`` is always accepted and means the command's human form (its first format). The command reads the
-    chosen format from ``options(ctx).output_format``.
+    chosen format from ``options(ctx).output_format``; any other is refused with a usage error (exit 2).
     """
 
     def mark(fn: F) -> F:
