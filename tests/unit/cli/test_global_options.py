@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +18,8 @@ import typer
 from typer._click.core import Command, Context  # typer vendors click
 from typer.testing import CliRunner, Result
 
-from cni_migrate.cli.common import GLOBAL_PANEL
-from cni_migrate.cli.main import app
+from cni_migrate.cli.common import GLOBAL_PANEL, options, output_formats
+from cni_migrate.cli.main import LAZY_COMMANDS, app
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "examples"
 OPERATOR = str(EXAMPLES / "calico-operator-multipool")
@@ -181,3 +183,42 @@ def test_help_lists_each_option_once_with_its_default() -> None:
             assert (getattr(p, "help", None) or "").strip(), (path, long, "no help text")
             if p.default is not None and not getattr(p, "is_flag", False) and not p.required:
                 assert "[default:" in starts[0], (path, long, starts[0])
+
+
+def _probe_module() -> types.ModuleType:
+    """A command function and a sub-app as another issue would add them, declaring no global option."""
+    mod = types.ModuleType("cni_migrate_probe_commands")
+
+    def report(ctx: typer.Context) -> None:
+        o = options(ctx)
+        typer.echo(f"{o.kubeconfig} {o.context} {o.snapshot} {o.output_format} {o.verbose} {o.quiet}")
+
+    @output_formats("text", "json")
+    def fancy(ctx: typer.Context) -> None:
+        typer.echo(options(ctx).output_format)
+
+    sub = typer.Typer(no_args_is_help=True)
+    sub.command("leaf")(report)
+    mod.report = report  # type: ignore[attr-defined]
+    mod.fancy = fancy  # type: ignore[attr-defined]
+    mod.sub = sub  # type: ignore[attr-defined]
+    return mod
+
+
+def test_a_command_added_later_gets_the_global_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "cni_migrate_probe_commands", _probe_module())
+    monkeypatch.setitem(LAZY_COMMANDS, "probe", ("cni_migrate_probe_commands", "report"))
+    monkeypatch.setitem(LAZY_COMMANDS, "probe-fancy", ("cni_migrate_probe_commands", "fancy"))
+    monkeypatch.setitem(LAZY_COMMANDS, "probe-group", ("cni_migrate_probe_commands", "sub"))
+    g = ["--kubeconfig", "k.yaml", "--context", "c", "--snapshot", "s", "-o", "yaml", "-v", "-q"]
+    expected = "k.yaml c s yaml True True\n"
+    for path in (["probe"], ["probe-group", "leaf"]):
+        for argv in ([*g, *path], [*path, *g], [*g[:4], *path, *g[4:]], [path[0], *g, *path[1:]]):
+            r = _run(argv, tmp_path)
+            assert (r.exit_code, r.stdout) == (0, expected), (argv, r.output)
+    assert _run(["probe"], tmp_path).stdout == "None None None table False False\n"
+    assert _run(["probe-fancy"], tmp_path).stdout == "text\n"  # its default
+    assert _run(["-o", "json", "probe-fancy"], tmp_path).stdout == "json\n"
+    assert _run(["probe-fancy", "-o", "table"], tmp_path).stdout == "text\n"
+    r = _run(["probe-fancy", "-o", "yaml"], tmp_path)
+    assert r.exit_code == 2 and "'yaml': this command writes text, json" in r.output
