@@ -16,13 +16,12 @@ from cni_migrate.analysis.problems import Problem, find_problems
 from cni_migrate.cli.common import (
     EXIT_FINDINGS,
     BadInput,
-    OutputFormat,
     emit,
     guarded,
     options,
     progress_bar,
 )
-from cni_migrate.facts.model import ApiEndpoint, ClusterFacts, Fact
+from cni_migrate.facts.model import ApiEndpoint, ClusterFacts, Fact, TigeraOperatorFacts
 from cni_migrate.facts.objects import KindRef
 from cni_migrate.facts.snapshot import MANIFEST_NAME, manifest_document
 
@@ -38,6 +37,32 @@ def _fact_text(f: Fact[Any], verbose: bool) -> str:
     elif isinstance(v, bool):
         v = "yes" if v else "no"
     return f"{v} [dim]({f.source})[/dim]" if verbose else str(v)
+
+
+def _operator_text(op: Fact[TigeraOperatorFacts], verbose: bool) -> str:
+    if op.value is None:
+        return _fact_text(op, verbose)
+    o = op.value
+    replicas = "" if o.replicas is None else f", {o.replicas} replica{'s' if o.replicas != 1 else ''}"
+    if o.ready_replicas is not None:
+        replicas += f" ({o.ready_replicas} ready)"
+    return (
+        f"Deployment {o.namespace}/{o.deployment}, image {o.image or '?'}, version {_fact_text(o.version, verbose)}"
+        + replicas
+    )
+
+
+def _finalizer_rows(t: Table, facts: ClusterFacts, verbose: bool) -> None:
+    bf = facts.cni.blocking_finalizers
+    if bf.value is None:
+        t.add_row("blocking finalizers", _fact_text(bf, verbose))
+        return
+    head = f"{len(bf.value)} object{'s' if len(bf.value) != 1 else ''}" if bf.value else "none"
+    t.add_row("blocking finalizers", head + (f" [dim]({bf.source})[/dim]" if verbose else ""))
+    for f in bf.value:
+        where = f"{f.namespace}/" if f.namespace else ""
+        state = " [red](deleting: stuck)[/red]" if f.deleting else ""
+        t.add_row("", f"{where}{f.kind}/{f.name}: {', '.join(f.finalizers)}{state}")
 
 
 def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem], *, verbose: bool = False) -> None:
@@ -59,6 +84,8 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
     if cni.calico:
         c = cni.calico
         t.add_row("  Calico", f"{c.install_method}-installed in {c.namespace}, version {_fact(c.version)}")
+        if c.operator is not None:
+            t.add_row("  tigera-operator", _operator_text(c.operator, verbose))
         t.add_row("  backend", _fact(c.calico_networking_backend))
         t.add_row("  IP autodetection", _fact(c.ip_autodetection_method))
         for p in c.ip_pools:
@@ -95,6 +122,7 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
         t.add_row("  kube-proxy replacement", _fact(ci.kube_proxy_replacement))
     if cni.kube_router:
         t.add_row("  kube-router", f"{cni.kube_router.namespace}/{cni.kube_router.daemonset}")
+    _finalizer_rows(t, facts, verbose)
     kp = facts.kube_proxy
     t.add_row("kube-proxy", f"{_fact(kp.present)}; mode {_fact(kp.mode)}; clusterCIDR {_fact(kp.cluster_cidr)}")
     n = facts.network
@@ -147,10 +175,7 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
         console.print("[green]No problems visible in these facts.[/green]")
 
 
-def discover(
-    ctx: typer.Context,
-    output: Annotated[OutputFormat | None, typer.Option("--output", "-o", help="table, json or yaml")] = None,
-) -> None:
+def discover(ctx: typer.Context) -> None:
     """Print the cluster's networking facts, and the problems already visible in them."""
     opts = options(ctx)
 
@@ -158,7 +183,7 @@ def discover(
         facts = opts.facts()
         problems = find_problems(facts)
         doc = {"facts": facts, "problems": problems}
-        emit(doc, output or opts.output, lambda c: render_summary(c, facts, problems, verbose=opts.verbose))
+        emit(doc, opts.output, lambda c: render_summary(c, facts, problems, verbose=opts.verbose))
         return EXIT_FINDINGS if any(p.severity == "error" for p in problems) else 0
 
     guarded(body)

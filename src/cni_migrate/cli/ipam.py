@@ -59,7 +59,6 @@ app = typer.Typer(
     no_args_is_help=True,
 )
 
-OutputOpt = Annotated[OutputFormat | None, typer.Option("--output", "-o", help="table, json or yaml")]
 PoolsOpt = Annotated[
     Path | None,
     typer.Option(
@@ -181,7 +180,7 @@ def _render_plan(
 
 
 @app.command("plan")
-def plan(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None) -> None:
+def plan(ctx: typer.Context, pools: PoolsOpt = None) -> None:
     """Dry run: which block each node would get from which pool, and why others get none. Writes nothing.
 
     Nodes are taken in name order; the live operator may hand out different blocks if nodes arrive in another order.
@@ -191,7 +190,7 @@ def plan(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None) -
 
     def body() -> int:
         valid, invalid = _pools(opts, pools)
-        if (output or opts.output) != OutputFormat.table:  # the table shows them itself
+        if opts.output != OutputFormat.table:  # the table shows them itself
             _warn_invalid(opts, invalid)
         state = IPAMState(valid, _nodes(opts))
         reports = state.occupy_existing()
@@ -203,7 +202,7 @@ def plan(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None) -
             "pools": [s.to_dict() for s in statuses],
             "invalidPools": _pool_error_dicts(invalid),
         }
-        emit(doc, output or opts.output, lambda c: _render_plan(c, rows, reports, statuses, invalid))
+        emit(doc, opts.output, lambda c: _render_plan(c, rows, reports, statuses, invalid))
         stuck = any(r["outcome"] in ("no-pool-matches", "pool-exhausted") for r in rows)
         return EXIT_FINDINGS if stuck or invalid else 0
 
@@ -238,7 +237,7 @@ def _render_statuses(console: Console, statuses: list[PoolStatus], *, title: str
 
 
 @app.command("status")
-def status(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None) -> None:
+def status(ctx: typer.Context, pools: PoolsOpt = None) -> None:
     """Per pool: CIDRs, block size, allocated and free blocks per family, and the nodes holding a block."""
     opts = options(ctx)
 
@@ -258,7 +257,7 @@ def status(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None)
             _render_statuses(c, statuses)
             _render_reports(c, reports)
 
-        emit(doc, output or opts.output, table)
+        emit(doc, opts.output, table)
         return 0
 
     guarded(body)
@@ -277,14 +276,14 @@ def _render_problems(console: Console, problems: list[Problem]) -> None:
 
 
 @app.command("check")
-def check(ctx: typer.Context, pools: PoolsOpt = None, output: OutputOpt = None) -> None:
+def check(ctx: typer.Context, pools: PoolsOpt = None) -> None:
     """Audit node pod CIDRs against the pools (like calicoctl ipam check). Exit 1 on errors or warnings."""
     opts = options(ctx)
 
     def body() -> int:
         valid, invalid = _pools(opts, pools)
         problems = check_ipam(valid, _nodes(opts), pool_errors=invalid)
-        emit({"problems": problems}, output or opts.output, lambda c: _render_problems(c, problems))
+        emit({"problems": problems}, opts.output, lambda c: _render_problems(c, problems))
         return EXIT_FINDINGS if any(p.severity in ("error", "warning") for p in problems) else 0
 
     guarded(body)
@@ -351,7 +350,6 @@ def import_calico(
             help="Use each IPPool's own blockSize as the per-node block (a node can then run only that many pods)",
         ),
     ] = False,
-    output: OutputOpt = None,
 ) -> None:
     """Turn the input's Calico IPPools into PodCIDRPool manifests (-o yaml for kubectl apply). Writes nothing.
 
@@ -374,7 +372,7 @@ def import_calico(
             ipv6_block_size=block_size_v6,
             keep_calico_block_size=keep_calico_block_size,
         )
-        fmt = output or opts.output
+        fmt = opts.output
         if fmt == OutputFormat.yaml:
             typer.echo(_import_yaml(result), nl=False)
         else:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cni_migrate.cli.common import EXIT_FINDINGS, BadInput, guarded, options
+from cni_migrate.cli.common import EXIT_FINDINGS, BadInput, guarded, options, output_formats
 from cni_migrate.kube import ClusterUnreachable, KubeConfigurationError
 
 if TYPE_CHECKING:
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
     from cni_migrate.analysis.lint import HelmCommand, LintReport
     from cni_migrate.analysis.lint.sarif import Origin
+    from cni_migrate.cli.common import GlobalOptions
+    from cni_migrate.facts.model import ClusterFacts
 
 
 class LintOutput(enum.StrEnum):
@@ -233,9 +235,32 @@ def render_table(console: Console, report: LintReport, inputs: Inputs, facts_sou
     console.print("\n".join(lines), highlight=False, soft_wrap=True)
 
 
-# --- the command --------------------------------------------------------------------------------------------
+# --- the command ----------------------------------------------------------------------------------------------
+
+NO_CLUSTER_NOTE = "no cluster: cluster rules not checked; use --snapshot or --context"
 
 
+def _cluster_facts(opts: GlobalOptions) -> ClusterFacts | None:
+    """The facts of --snapshot or the cluster; None when no cluster is configured and none was asked for.
+
+    Without --snapshot, --kubeconfig or --context, a missing or unusable kubeconfig (the laptop case) is not an
+    error: the values and the version are linted alone, with one line on stderr. A cluster that was named
+    explicitly, or one the kubeconfig names but that cannot be reached, is still an error (exit 2).
+    """
+    try:
+        return opts.facts()
+    except KubeConfigurationError as e:
+        if opts.snapshot or {"kubeconfig", "context"} & opts.explicit:
+            raise BadInput(
+                f"{e} (lint from a snapshot with --snapshot PATH, or the values alone with --no-cluster)"
+            ) from e
+        opts.err.print(NO_CLUSTER_NOTE, highlight=False, soft_wrap=True)
+        return None
+    except ClusterUnreachable as e:
+        raise BadInput(f"{e} (lint from a snapshot with --snapshot PATH, or the values alone with --no-cluster)") from e
+
+
+@output_formats(*(f.value for f in LintOutput))
 def lint(
     ctx: typer.Context,
     values_files: Annotated[
@@ -259,13 +284,9 @@ def lint(
     cilium_version: Annotated[
         str | None, typer.Option("--cilium-version", help="Cilium version X.Y[.Z] (default: the command's --version)")
     ] = None,
-    snapshot: Annotated[
-        str | None, typer.Option("--snapshot", help="Cluster facts from a snapshot (file or directory)")
-    ] = None,
     no_cluster: Annotated[
         bool, typer.Option("--no-cluster", help="Lint values and version only; cluster rules are reported not checked")
     ] = False,
-    output: Annotated[LintOutput | None, typer.Option("--output", "-o", help="table, json, yaml or sarif")] = None,
     explain: Annotated[
         bool, typer.Option("--explain", help="Show the derived settings and how they were computed")
     ] = False,
@@ -303,18 +324,14 @@ def lint(
 
         facts = None
         facts_source = "none (--no-cluster: cluster rules not checked)"
-        if no_cluster and (snapshot or opts.snapshot):
+        if no_cluster and opts.snapshot:
             raise BadInput("--no-cluster and --snapshot contradict each other")
         if not no_cluster:
-            if snapshot:
-                opts.snapshot = snapshot
-            try:
-                facts = opts.facts()
-            except (ClusterUnreachable, KubeConfigurationError) as e:
-                raise BadInput(
-                    f"{e} (lint from a snapshot with --snapshot PATH, or the values alone with --no-cluster)"
-                ) from e
-            facts_source = f"{facts.source.kind} {facts.source.location}"
+            facts = _cluster_facts(opts)
+            if facts is None:
+                facts_source = "none (no cluster: cluster rules not checked)"
+            else:
+                facts_source = f"{facts.source.kind} {facts.source.location}"
 
         context = LintContext(
             old_cni_present=False if old_cni_removed else None,
@@ -328,7 +345,7 @@ def lint(
             rendered_offline=bool(cmd and cmd.action == "template"),
         )
         report = run_lint(inputs.values, str(version), facts, context=context)
-        fmt = output.value if output else opts.output.value
+        fmt = opts.output_format
         if fmt in ("json", "yaml"):
             from cni_migrate.cli.common import dump_json, dump_yaml
 

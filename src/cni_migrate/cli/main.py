@@ -11,10 +11,14 @@ from typer.core import TyperGroup
 
 from cni_migrate import __version__
 from cni_migrate.cli import discover as discover_cmd
-from cni_migrate.cli.common import GlobalOptions, OutputFormat
+from cni_migrate.cli.common import attach_global_options, options
 
 # Sub-commands imported only when used: each pulls in its own analysis engine, and `lint` must start fast.
 # name -> (module, attribute): a typer.Typer sub-app, or a command function.
+# Every command (and every command of a sub-app) gets the global options --kubeconfig, --context, --snapshot,
+# -o/--output, -v/--verbose, -q/--quiet, before and after its name, without declaring them: take `ctx: typer.Context`
+# and read `options(ctx)` (cli.common). Extra -o formats: decorate the function with `@output_formats(...)` and read
+# `options(ctx).output_format`. A command that declares one of these options itself keeps its own (don't).
 LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("cni_migrate.cli.lint", "lint"),
     "plan": ("cni_migrate.cli.plan", "plan"),
@@ -26,22 +30,33 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(TyperGroup):
+    """The root group: lazy sub-commands, and the global options on the root and on every command under it.
+
+    A command gets the global options (--kubeconfig, --context, --snapshot, -o, -v, -q) without declaring them:
+    they are attached here, before and after its name alike, and read with ``options(ctx)``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        attach_global_options(self, is_root=True)
+
     def list_commands(self, ctx: Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
 
     def get_command(self, ctx: Context, cmd_name: str) -> Command | None:
         if cmd_name not in LAZY_COMMANDS:
-            return super().get_command(ctx, cmd_name)
+            found = super().get_command(ctx, cmd_name)
+            return attach_global_options(found) if found is not None else None
         module, attr = LAZY_COMMANDS[cmd_name]
         target: Any = getattr(importlib.import_module(module), attr)
         if isinstance(target, typer.Typer):
             cmd: Command = typer.main.get_group(target)
         else:
-            single = typer.Typer(context_settings={"help_option_names": ["-h", "--help"]})
+            single = typer.Typer(add_completion=False, context_settings={"help_option_names": ["-h", "--help"]})
             single.command(cmd_name)(target)
             cmd = typer.main.get_command(single)
         cmd.name = cmd_name
-        return cmd
+        return attach_global_options(cmd)
 
 
 app = typer.Typer(
@@ -64,23 +79,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    kubeconfig: Annotated[
-        str | None, typer.Option(help="Path to the kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
-    ] = None,
-    context: Annotated[str | None, typer.Option(help="The kubeconfig context to use")] = None,
-    snapshot: Annotated[
-        str | None, typer.Option(help="Work offline from a snapshot: a kubectl -o yaml/json file or a directory")
-    ] = None,
-    output: Annotated[OutputFormat, typer.Option("--output", "-o", help="Output format")] = OutputFormat.table,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Say more")] = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only results and errors")] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
     ] = False,
 ) -> None:
-    ctx.obj = GlobalOptions(
-        kubeconfig=kubeconfig, context=context, snapshot=snapshot, output=output, verbose=verbose, quiet=quiet
-    )
+    options(ctx)  # the global options are attached by LazyGroup and recorded as they are parsed
 
 
 app.command("discover")(discover_cmd.discover)

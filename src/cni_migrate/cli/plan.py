@@ -21,7 +21,7 @@ from rich.table import Table
 
 from cni_migrate import __version__
 from cni_migrate.analysis.plan import Plan, PlanError, PlanOptions, build_plan, gc_paused, render_runbook
-from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, guarded, options
+from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, guarded, options, output_formats
 
 PLAN_FILE = "plan.yaml"
 PLAN_JSON = "plan.json"
@@ -178,6 +178,7 @@ def _tri(value: bool | None) -> str:
     return "auto" if value is None else ("true" if value else "false")
 
 
+@output_formats(*(f.value for f in PlanFormat))
 def plan(
     ctx: typer.Context,
     to: Annotated[Target, typer.Option("--to", help="The CNI to migrate to")],
@@ -191,9 +192,6 @@ def plan(
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="Write values, manifests, plan and runbook here")] = None,
     force: Annotated[bool, typer.Option(help="Write into a non-empty --out that holds no plan")] = False,
-    output: Annotated[
-        PlanFormat | None, typer.Option("--output", "-o", help="text, markdown (the runbook), yaml or json")
-    ] = None,
     routing: Annotated[str, typer.Option(help="auto, native or tunnel")] = "auto",
     tunnel_protocol: Annotated[str, typer.Option(help="auto, vxlan or geneve")] = "auto",
     tunnel_port: Annotated[int | None, typer.Option(help="UDP port of Cilium's tunnel")] = None,
@@ -303,7 +301,7 @@ def plan(
             for p in e.problems:
                 Console(stderr=True, soft_wrap=True).print(f"  - {escape(p)}", highlight=False)
             return EXIT_FINDINGS if e.kind in ("lint", "internal") else EXIT_BAD_INPUT
-        fmt = output.value if output else ("text" if opts.output.value == "table" else opts.output.value)
+        fmt = opts.output_format  # text, markdown (the runbook), yaml or json
         with gc_paused():  # rendering a 5,000-node plan allocates millions of objects that all stay alive
             runbook = render_runbook(result) if out is not None or fmt == "markdown" else ""
             written = write_out(result, runbook, out, force=force) if out is not None else []

@@ -35,6 +35,7 @@ from cni_migrate.facts.objects import (
     ref_text,
 )
 from cni_migrate.facts.podspec import args_of, container, containers, env_value, flag, image_tag
+from cni_migrate.facts.tigera import blocking_finalizers, tigera_operator
 
 # Felix settings that change what a migration must do (encapsulation, eBPF dataplane, ports, iptables).
 FELIX_KEYS = (
@@ -137,6 +138,7 @@ def detect_cni(store: ObjectStore) -> CniFacts:
         facts.kube_router = KubeRouterFacts(
             namespace=namespace_of(ds), daemonset=name_of(ds), args=args_of(c) if c else []
         )
+    facts.blocking_finalizers = blocking_finalizers(store, calico_present=facts.calico is not None)
     return facts
 
 
@@ -184,6 +186,7 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
         uses_ipip=uses_ipip,
         uses_vxlan=uses_vxlan,
         installation_finalizers=[str(f) for f in meta(installation or {}).get("finalizers") or []],
+        operator=tigera_operator(store) if operator else None,
         network_policies=len(store.of(*calico("NetworkPolicy"))),
         global_network_policies=len(store.of(*calico("GlobalNetworkPolicy"))),
     )

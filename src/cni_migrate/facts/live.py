@@ -37,6 +37,9 @@ CAPTURED: tuple[Capture, ...] = (
     Capture(KindRef("networking.k8s.io", "NetworkPolicy"), "policies the new CNI must enforce"),
     Capture(KindRef("apiextensions.k8s.io", "CustomResourceDefinition"), "which CNIs and Istio are installed"),
     Capture(KindRef("admissionregistration.k8s.io", "MutatingWebhookConfiguration"), "Istio sidecar injection"),
+    Capture(KindRef("", "ServiceAccount"), "finalizers of the old CNI (tigera.io/cni-protector on calico-node)"),
+    Capture(KindRef("rbac.authorization.k8s.io", "ClusterRole"), "finalizers of the old CNI on its ClusterRoles"),
+    Capture(KindRef("rbac.authorization.k8s.io", "ClusterRoleBinding"), "finalizers of the old CNI on its bindings"),
     Capture(
         SECRET,
         "names of Helm release Secrets (never their data)",

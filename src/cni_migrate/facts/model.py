@@ -115,6 +115,30 @@ class CalicoNodeBGPFacts(BaseModel):
     route_reflector_cluster_id: str | None = None
 
 
+class TigeraOperatorFacts(BaseModel):
+    """The tigera-operator Deployment that installed Calico (and processes its finalizers while it runs)."""
+
+    namespace: str
+    deployment: str
+    image: str | None = None
+    version: Fact[str]
+    replicas: int | None = None
+    ready_replicas: int | None = None
+    source: str
+
+
+class BlockingFinalizerFacts(BaseModel):
+    """An object of the old CNI whose finalizers only the old CNI's operator removes: once the operator is gone,
+    deleting the object hangs until they are cleared."""
+
+    namespace: str | None = None
+    kind: str
+    api_version: str
+    name: str
+    finalizers: list[str]
+    deleting: bool = Field(default=False, description="metadata.deletionTimestamp is set: already stuck")
+
+
 class CalicoFacts(BaseModel):
     install_method: Literal["manifest", "operator"]
     namespace: str
@@ -133,6 +157,9 @@ class CalicoFacts(BaseModel):
     uses_ipip: bool = False
     uses_vxlan: bool = False
     installation_finalizers: list[str] = Field(default_factory=list)
+    operator: Fact[TigeraOperatorFacts] | None = Field(
+        default=None, description="The tigera-operator Deployment; null when Calico is manifest-installed"
+    )
     network_policies: int = 0
     global_network_policies: int = 0
 
@@ -178,6 +205,10 @@ class CniFacts(BaseModel):
     flannel: FlannelFacts | None = None
     cilium: CiliumFacts | None = None
     kube_router: KubeRouterFacts | None = None
+    blocking_finalizers: Fact[list[BlockingFinalizerFacts]] = Field(
+        default_factory=lambda: Fact[list[BlockingFinalizerFacts]].missing("not determined"),
+        description="Objects of the old CNI with finalizers only its operator removes",
+    )
 
 
 class KubeProxyFacts(BaseModel):

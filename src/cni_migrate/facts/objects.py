@@ -48,6 +48,9 @@ MUTATING_WEBHOOK = KindRef("admissionregistration.k8s.io", "MutatingWebhookConfi
 CILIUM_NETWORK_POLICY = KindRef("cilium.io", "CiliumNetworkPolicy")
 CILIUM_CLUSTERWIDE_NETWORK_POLICY = KindRef("cilium.io", "CiliumClusterwideNetworkPolicy")
 POD_CIDR_POOL = KindRef("ipam.cni-migrate.io", "PodCIDRPool")
+SERVICE_ACCOUNT = KindRef("", "ServiceAccount")
+CLUSTER_ROLE = KindRef("rbac.authorization.k8s.io", "ClusterRole")
+CLUSTER_ROLE_BINDING = KindRef("rbac.authorization.k8s.io", "ClusterRoleBinding")
 
 
 # Groups whose every kind the tool reads (CNI custom resources); other kinds are used only if listed in USED.
@@ -66,6 +69,9 @@ USED = frozenset(
         NETWORK_POLICY,
         CRD,
         MUTATING_WEBHOOK,
+        SERVICE_ACCOUNT,  # these three: finalizers tigera-operator puts on Calico's identity (tigera.io/cni-protector)
+        CLUSTER_ROLE,
+        CLUSTER_ROLE_BINDING,
     )
 )
 
