@@ -313,11 +313,17 @@ def rollback(
     to: Annotated[str | None, typer.Option("--to", help="undo the steps after this one")] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="approve every gate")] = False,
     approve: Annotated[list[str] | None, typer.Option("--approve", help="approve the gates of this step")] = None,
-    node_transport: Annotated[Transport | None, typer.Option("--node-transport")] = None,
+    node_transport: Annotated[
+        Transport | None, typer.Option("--node-transport", help="how node commands reach the nodes")
+    ] = None,
     node_netns: Annotated[list[str] | None, typer.Option("--node-netns", help="local transport: NODE=NETNS")] = None,
     chart: Annotated[list[str] | None, typer.Option("--chart", help="NAME=PATH, as given to apply")] = None,
-    drain_timeout: Annotated[float | None, typer.Option("--drain-timeout")] = None,
-    output: Annotated[EventFormat, typer.Option("--events")] = EventFormat.text,
+    drain_timeout: Annotated[
+        float | None, typer.Option("--drain-timeout", help="seconds per node before a refused eviction stops")
+    ] = None,
+    output: Annotated[
+        EventFormat, typer.Option("--events", help="progress as text (stderr) or JSON lines (stdout)")
+    ] = EventFormat.text,
 ) -> None:
     """Undo a run: every step backwards from the journal, one node's steps (--node), or back to a step (--to)."""
     opts = options(ctx)

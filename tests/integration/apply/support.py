@@ -255,6 +255,8 @@ def object_set(rest: Rest, kinds: Iterable[tuple[str, str]] = SNAPSHOT_KINDS) ->
                 continue
             if kind == "Namespace" and name in ("kube-system",):
                 continue
+            if kind == "CustomResourceDefinition" and name.endswith(".cilium.io"):
+                continue  # Cilium's CRDs outlive its release (its operator makes them), as on a real cluster
             o.setdefault("apiVersion", api)
             o.setdefault("kind", kind)
             out[_key(o)] = _normal(o)
@@ -321,3 +323,21 @@ class NodeSandbox:
     def close(self) -> None:
         for ns in self.netns.values():
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+
+
+def seed_flannel_like(sandbox: NodeSandbox, node: str, pod_cidr: str, vtep_index: int) -> None:
+    """What Flannel (vxlan backend) leaves on a node: its CNI config, /run/flannel/subnet.env, the cni0 bridge,
+    the flannel.1 VXLAN device, and its FLANNEL-* chains. (The node-agent tests run the real Flannel.)"""
+    gw = pod_cidr.rsplit(".", 2)[0] + "." + pod_cidr.rsplit(".", 2)[1] + ".1/24"
+    conf = json.dumps({"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel"}, {"type": "portmap"}]})
+    sandbox.seed(node, f"""
+mkdir -p /etc/cni/net.d /run/flannel /var/lib/cni/networks/cbr0
+printf '%s' {shlex.quote(conf)} > /etc/cni/net.d/10-flannel.conflist
+printf 'FLANNEL_NETWORK=10.243.0.0/16\\nFLANNEL_SUBNET={gw}\\nFLANNEL_MTU=1450\\n' > /run/flannel/subnet.env
+ip link add cni0 type bridge && ip addr add {gw} dev cni0 && ip link set cni0 up
+ip link add flannel.1 type vxlan id 1 dstport 8472 nolearning local 127.0.0.{vtep_index + 2} dev lo
+ip link set flannel.1 up
+iptables -t nat -N FLANNEL-POSTRTG && iptables -t nat -A POSTROUTING -j FLANNEL-POSTRTG
+iptables -N FLANNEL-FWD && iptables -A FORWARD -j FLANNEL-FWD
+iptables -N HOST-OWN && iptables -A INPUT -j HOST-OWN && iptables -A HOST-OWN -p tcp --dport 22 -j ACCEPT
+""")

@@ -10,7 +10,7 @@ from cni_migrate.kube.client import Cluster
 from cni_migrate_testbed import ControlPlane
 
 from .apply_helpers import Events, executor_for, make_plan
-from .support import NodeSandbox, load_example, object_set
+from .support import NodeSandbox, load_example, object_set, seed_flannel_like
 
 
 def _cilium_objects(rest) -> set[str]:  # type: ignore[no-untyped-def]
@@ -34,6 +34,8 @@ def test_flannel_rolling_runs_to_completion_and_rolls_back(fresh_control_plane: 
     before = object_set(rest)
     nodes = sorted({n for s in plan.steps() for n in s.nodes})
     sandbox = NodeSandbox(tmp_path / "nodes", nodes)
+    for i, n in enumerate(nodes):
+        seed_flannel_like(sandbox, n, f"10.243.{i}.0/24", i)
     try:
         events = Events()
         summary = executor_for(cp, out, sandbox, events, cluster).apply()

@@ -12,6 +12,7 @@ import re
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal
 
 from cni_migrate.actions.executor.tools import Tools
@@ -50,6 +51,7 @@ class CheckRunner:
     tools: Tools
     transport: NodeTransport | None
     skip: frozenset[str]
+    cwd: Path | None = None  # the plan's directory: relative paths in checks (backups) are relative to it
     cilium_namespace: str = "kube-system"
 
     def run(self, check: AnyCheck) -> list[CheckResult]:
@@ -128,7 +130,7 @@ class CheckRunner:
             if pod is None:
                 return [CheckResult(c.description, "fail", f"no Cilium agent pod on node {c.cilium_pod_on}")]
             argv = ["kubectl", "-n", self.cilium_namespace, "exec", pod, "-c", "cilium-agent", "--", *argv]
-        t = self.tools.run_shell(c.shell) if c.shell is not None else self.tools.run(argv)
+        t = self.tools.run_shell(c.shell, cwd=self.cwd) if c.shell is not None else self.tools.run(argv, cwd=self.cwd)
         return [self._judge(c.description, c, t.exit_code, t.stdout, t.stderr)]
 
     def _cilium_pod(self, node: str) -> str | None:

@@ -323,7 +323,9 @@ class Executor:
             journal=journal,
             tools=self.tools,
             transport=self.transport,
-            checks=CheckRunner(self.rest, self.tools, self.transport, self.options.skip_checks),
+            checks=CheckRunner(
+                self.rest, self.tools, self.transport, self.options.skip_checks, cwd=self.loaded.directory
+            ),
             approvals=Approvals(self.options.yes, self.options.approve, self.ask),
             emit=self.emit,
             dry_run=self.options.dry_run,
@@ -503,6 +505,9 @@ class Executor:
         for r in results:
             if r.state == "skipped":
                 self.not_run.append(f"{s.id}: {r.description} ({r.detail})")
+        if self.ctx is not None and self.ctx.not_run:
+            self.not_run.extend(self.ctx.not_run)
+            self.ctx.not_run.clear()
 
     # --- dry run -------------------------------------------------------------------------------------------
 

@@ -54,7 +54,9 @@ def node_backup_commands(r: Resolved, node_dir: str) -> list[NodeCommand]:
             saves=["ipsets"],
         ),
         NodeCommand(
-            run=f"lsmod > {node_dir}/modules.txt", description="record loaded modules", saves=["kernel-modules"]
+            run=f"(lsmod || cat /proc/modules || echo no module list) > {node_dir}/modules.txt 2>/dev/null",
+            description="record loaded modules (a kernel without loadable modules has no list)",
+            saves=["kernel-modules"],
         ),
         NodeCommand(
             run=f"tar -C / -czf {node_dir}/cni-state.tgz --ignore-failed-read "
@@ -153,7 +155,13 @@ def old_cni_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) ->
             )
         )
     if kube_proxy and r.facts.kube_proxy.mode.value == "ipvs":
-        cmds.append(NodeCommand(run="ipvsadm -C", description="clear kube-proxy's IPVS rules", removes=["ipvs"]))
+        cmds.append(
+            NodeCommand(
+                run="if command -v ipvsadm >/dev/null; then ipvsadm -C; else echo 'no ipvsadm: IPVS left'; fi",
+                description="clear kube-proxy's IPVS rules (needs ipvsadm on the node)",
+                removes=["ipvs"],
+            )
+        )
     if calico:
         cmds.append(
             NodeCommand(
@@ -184,7 +192,13 @@ def kube_proxy_node_cleanup(r: Resolved) -> list[NodeCommand]:
         )
     ]
     if r.facts.kube_proxy.mode.value == "ipvs":
-        cmds.append(NodeCommand(run="ipvsadm -C", description="clear kube-proxy's IPVS rules", removes=["ipvs"]))
+        cmds.append(
+            NodeCommand(
+                run="if command -v ipvsadm >/dev/null; then ipvsadm -C; else echo 'no ipvsadm: IPVS left'; fi",
+                description="clear kube-proxy's IPVS rules (needs ipvsadm on the node)",
+                removes=["ipvs"],
+            )
+        )
         cmds.append(
             NodeCommand(
                 run="ip link delete kube-ipvs0", description="delete kube-ipvs0", removes=["links"], ignore_errors=True
