@@ -444,7 +444,7 @@ def mixed_cluster_checks(b: Builder, autodetect_why: str | None) -> list[Check]:
     old_port = None
     if flannel is not None and flannel.backend_type.value == "vxlan":
         old_port = f"Flannel VXLAN on UDP {flannel.backend_port.value}"
-    elif calico is not None and calico.uses_vxlan:
+    elif calico is not None and calico.uses_vxlan.value:
         old_port = f"Calico VXLAN on UDP {calico.vxlan_port}"
     checks: list[Check] = [
         FactCheck(
