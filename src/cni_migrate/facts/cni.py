@@ -159,6 +159,7 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
         version = Fact.missing("no calico-node DaemonSet image or Installation status.calicoVersion seen")
 
     pools = _ip_pools(store, installation, node_c, node_ds)
+    backend = _networking_backend(store, installation, node_c, node_ds)
     uses_ipip = _uses(pools, "IPIP")
     uses_vxlan = _uses(pools, "VXLAN")
 
@@ -172,14 +173,15 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
     return CalicoFacts(
         install_method="operator" if operator else "manifest",
         namespace=namespace,
+        daemonset=name_of(node_ds) if node_ds else ("calico-node" if operator else None),
         version=version,
         ip_pools=pools,
         bgp=_bgp_configuration(store),
         bgp_peers=[_bgp_peer(p) for p in store.of(*calico("BGPPeer"))],
         route_reflectors=_route_reflectors(store),
         nodes_bgp=_nodes_bgp(store),
-        ip_autodetection_method=_autodetection(installation, node_c, node_ds),
-        calico_networking_backend=_networking_backend(store, installation, node_c, node_ds),
+        ip_autodetection_method=_autodetection(installation, node_c, node_ds, backend),
+        calico_networking_backend=backend,
         felix=felix,
         vxlan_port=vxlan_port,
         uses_ipip=uses_ipip,
@@ -420,7 +422,9 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
     return sorted(out.values(), key=lambda r: r.node)
 
 
-def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None) -> Fact[str]:
+def _autodetection(
+    installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None, backend: Fact[str]
+) -> Fact[str]:
     if installation is not None:
         method = dig(installation, "spec", "calicoNetwork", "nodeAddressAutodetectionV4")
         if isinstance(method, dict) and method:
@@ -431,6 +435,13 @@ def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node
             f"{ref_text(installation)} (nodeAddressAutodetectionV4 unset: operator default)",
         )
     if node_c is not None:
+        if backend.value == "none":  # policy only (Canal): calico-node configures no node address at all
+            return Fact.of(
+                "none",
+                f"{ref_text(node_ds or {})} env CALICO_NETWORKING_BACKEND=none: calico-node detects no node address",
+            )
+        if (env_value(node_c, "IP") or "").strip().lower() == "none":
+            return Fact.of("none", f"{ref_text(node_ds or {})} env IP=none: calico-node detects no IPv4 address")
         value = env_value(node_c, "IP_AUTODETECTION_METHOD")
         if value:
             return Fact.of(value, f"{ref_text(node_ds or {})} env IP_AUTODETECTION_METHOD")

@@ -118,6 +118,9 @@ class CalicoNodeBGPFacts(BaseModel):
 class CalicoFacts(BaseModel):
     install_method: Literal["manifest", "operator"]
     namespace: str
+    daemonset: str | None = Field(
+        default=None, description="the DaemonSet running calico-node: calico-node, or canal for Canal"
+    )
     version: Fact[str]
     ip_pools: Fact[list[IPPoolFacts]] = Field(
         default_factory=lambda: Fact[list[IPPoolFacts]].missing("not read"),
