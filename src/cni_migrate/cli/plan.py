@@ -308,7 +308,7 @@ def plan(
             else:
                 what = "the plan refuses to emit a values file that fails lint" if e.kind == "lint" else "cannot plan"
                 head = f"[bold red]error:[/bold red] {what}"
-            Console(stderr=True).print(f"{head}:", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"{head}:", highlight=False)
             for p in e.problems:
                 Console(stderr=True, soft_wrap=True).print(f"  - {escape(p)}", highlight=False)
             if e.kind == "internal":
