@@ -54,9 +54,9 @@ class TestLossyCalicoSeed:
         assert c.version.value == "v3.24.5"
         assert c.calico_networking_backend.value == "bird"
         assert c.ip_autodetection_method.value == "interface=eth0"
-        assert [(p.name, p.cidr, p.block_size, p.ipip_mode, p.vxlan_mode, p.nat_outgoing) for p in c.ip_pools.value or []] == [
-            ("default-ipv4-ippool", "10.33.0.0/17", 24, "Never", "Never", True)
-        ]
+        assert [
+            (p.name, p.cidr, p.block_size, p.ipip_mode, p.vxlan_mode, p.nat_outgoing) for p in c.ip_pools.value or []
+        ] == [("default-ipv4-ippool", "10.33.0.0/17", 24, "Never", "Never", True)]
         assert c.uses_ipip.value is False and c.uses_vxlan.value is False
         bgp = c.bgp.value
         assert bgp is not None

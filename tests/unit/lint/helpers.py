@@ -97,7 +97,10 @@ def make_facts(
             namespace="kube-system",
             version=fact("v3.26.1"),
             ip_pools=fact(
-                [IPPoolFacts(name=f"pool-{i}", cidr=c, block_size=26, source="test") for i, c in enumerate(calico_pools)]
+                [
+                    IPPoolFacts(name=f"pool-{i}", cidr=c, block_size=26, source="test")
+                    for i, c in enumerate(calico_pools)
+                ]
             ),
             bgp=Fact.missing("test"),
             ip_autodetection_method=fact(calico_autodetect),
