@@ -54,7 +54,7 @@ def find_problems(facts: ClusterFacts) -> list[Problem]:
     if facts.cni.calico:
         pools = [
             NamedRange(f"Calico IPPool {p.name}", pn)
-            for p in facts.cni.calico.ip_pools
+            for p in facts.cni.calico.ip_pools.value or []
             if (pn := try_parse(p.cidr)) is not None
         ]
         for ov in find_overlaps(pools):
@@ -143,7 +143,7 @@ def _pool_selector_problems(facts: ClusterFacts) -> list[Problem]:
     # every node: rack-per-pool clusters have hundreds of pools and thousands of nodes.
     by_label: dict[tuple[str, str], list[int]] = defaultdict(list)
     always: list[int] = []
-    for p in facts.cni.calico.ip_pools:
+    for p in facts.cni.calico.ip_pools.value or []:
         if p.disabled:
             continue
         try:

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FINDINGS = 1
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3  # the tool caught a bug of its own (e.g. the planner built a plan that breaks an invariant)
 
 
 class OutputFormat(enum.StrEnum):

@@ -88,7 +88,9 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
             t.add_row("  tigera-operator", _operator_text(c.operator, verbose))
         t.add_row("  backend", _fact(c.calico_networking_backend))
         t.add_row("  IP autodetection", _fact(c.ip_autodetection_method))
-        for p in c.ip_pools:
+        if not c.ip_pools.known:
+            t.add_row("  IPPools", _fact(c.ip_pools))
+        for p in c.ip_pools.value or []:
             t.add_row(
                 "  IPPool",
                 f"{p.name} {p.cidr} /{p.block_size} selector={p.node_selector!r} ipip={p.ipip_mode} "

@@ -364,10 +364,11 @@ def import_calico(
                 raise BadInput(f"{flag} {value}: a per-node {fam} block must be /{lo} to /{hi}")
         facts = opts.facts()
         calico = facts.cni.calico
-        if calico is None or not calico.ip_pools:
-            raise BadInput("the input has no Calico IPPools to import")
+        if calico is None or not calico.ip_pools.value:
+            why = f" ({calico.ip_pools.unknown})" if calico is not None and not calico.ip_pools.known else ""
+            raise BadInput(f"the input has no Calico IPPools to import{why}")
         result = import_calico_pools(
-            calico.ip_pools,
+            calico.ip_pools.value,
             ipv4_block_size=block_size,
             ipv6_block_size=block_size_v6,
             keep_calico_block_size=keep_calico_block_size,

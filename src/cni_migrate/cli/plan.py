@@ -1,7 +1,8 @@
 """``cni-migrate plan``: a reviewed, machine-readable migration plan, with its values files, manifests and runbook.
 
 Exit codes: 0 plan made; 1 the plan refuses (a values file it would emit fails lint); 2 bad input, or options that
-contradict each other or the cluster's facts.
+contradict each other or the cluster's facts; 3 internal error (the planner built a plan that breaks one of its own
+safety invariants: a bug in cni-migrate, never in the input; no plan is written).
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ from rich.table import Table
 
 from cni_migrate import __version__
 from cni_migrate.analysis.plan import Plan, PlanError, PlanOptions, build_plan, gc_paused, render_runbook
-from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, guarded, options, output_formats
+from cni_migrate.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_FINDINGS,
+    EXIT_INTERNAL,
+    BadInput,
+    guarded,
+    options,
+    output_formats,
+)
 
 PLAN_FILE = "plan.yaml"
 PLAN_JSON = "plan.json"
@@ -296,11 +305,21 @@ def plan(
         try:
             result = build_plan(facts, popts, tool_version=__version__, reuse=_previous_generated(out))
         except PlanError as e:
-            head = "the plan refuses to emit a values file that fails lint" if e.kind == "lint" else "cannot plan"
-            Console(stderr=True).print(f"[bold red]error:[/bold red] {head}:", highlight=False)
+            if e.kind == "internal":
+                head = (
+                    "[bold red]internal error:[/bold red] cni-migrate built a plan that breaks its own safety checks "
+                    "(a bug in the tool, not in your input or options); no plan was written. Please report it with "
+                    "these lines"
+                )
+            else:
+                what = "the plan refuses to emit a values file that fails lint" if e.kind == "lint" else "cannot plan"
+                head = f"[bold red]error:[/bold red] {what}"
+            Console(stderr=True, soft_wrap=True).print(f"{head}:", highlight=False)
             for p in e.problems:
                 Console(stderr=True, soft_wrap=True).print(f"  - {escape(p)}", highlight=False)
-            return EXIT_FINDINGS if e.kind in ("lint", "internal") else EXIT_BAD_INPUT
+            if e.kind == "internal":
+                return EXIT_INTERNAL
+            return EXIT_FINDINGS if e.kind == "lint" else EXIT_BAD_INPUT
         fmt = opts.output_format  # text, markdown (the runbook), yaml or json
         with gc_paused():  # rendering a 5,000-node plan allocates millions of objects that all stay alive
             runbook = render_runbook(result) if out is not None or fmt == "markdown" else ""

@@ -25,11 +25,14 @@ from cni_migrate.facts.objects import (
     POD,
     KindRef,
     ObjectStore,
+    calico,
 )
 from cni_migrate.facts.snapshot import SnapshotError, load_snapshot
 
 # Kinds without which whole groups of facts are unknown; a snapshot lacking one says so.
 REQUIRED_KINDS: tuple[KindRef, ...] = (NODE, POD, DAEMONSET, CONFIGMAP, PDB)
+# Required when Calico is found: without IPPools its pools and encapsulation are unknown.
+CALICO_IPPOOL = KindRef("crd.projectcalico.org", "IPPool")
 
 __all__ = ["ClusterFacts", "Fact", "SnapshotError", "extract_facts", "facts_from_snapshot", "load_snapshot"]
 
@@ -48,7 +51,8 @@ def _extract(store: ObjectStore, kind: str) -> ClusterFacts:
         location=store.location,
         objects=len(store),
         ignored_kinds=dict(store.ignored),
-        missing_kinds=[str(r) for r in REQUIRED_KINDS if not store.has_listed(r)],
+        missing_kinds=[str(r) for r in REQUIRED_KINDS if not store.has_listed(r)]
+        + ([str(CALICO_IPPOOL)] if cni.calico is not None and not store.has_listed(*calico("IPPool")) else []),
     )
     return ClusterFacts(
         source=source,

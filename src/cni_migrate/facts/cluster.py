@@ -304,10 +304,10 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
         pods = Fact.of(_split(str(networking["podSubnet"])), f"{cfg_src} networking.podSubnet")
     elif cni.flannel and cni.flannel.network.known and cni.flannel.network.value:
         pods = Fact.of([cni.flannel.network.value], str(cni.flannel.network.source))
-    elif cni.calico and cni.calico.ip_pools:
+    elif cni.calico and cni.calico.ip_pools.value:
         pods = Fact.of(
-            sorted((p.cidr for p in cni.calico.ip_pools if not p.disabled), key=_cidr_sort_key),
-            "enabled Calico IPPools (no kubeadm podSubnet)",
+            sorted((p.cidr for p in cni.calico.ip_pools.value if not p.disabled), key=_cidr_sort_key),
+            f"enabled Calico IPPools (no kubeadm podSubnet; {cni.calico.ip_pools.source})",
         )
     else:
         pods = Fact.missing(no_cp + ", and no CNI pool configuration")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cni_migrate.facts.cluster import _kubeadm_cluster_config
 from cni_migrate.facts.model import (
     BGPPeerFacts,
     CalicoBGPFacts,
@@ -159,9 +160,10 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
     else:
         version = Fact.missing("no calico-node DaemonSet image or Installation status.calicoVersion seen")
 
-    pools = _ip_pools(store, installation, node_c)
-    uses_ipip = any(p.ipip_mode != "Never" and not p.disabled for p in pools)
-    uses_vxlan = any(p.vxlan_mode != "Never" and not p.disabled for p in pools)
+    pools = _ip_pools(store, installation, node_c, node_ds)
+    backend = _networking_backend(store, installation, node_c, node_ds)
+    uses_ipip = _uses(pools, "IPIP")
+    uses_vxlan = _uses(pools, "VXLAN")
 
     felix_obj = next((f for f in store.of(*calico("FelixConfiguration")) if name_of(f) == "default"), None)
     felix: dict[str, str] = {}
@@ -173,18 +175,20 @@ def calico_facts(store: ObjectStore, node_ds: Obj | None, installations: list[Ob
     return CalicoFacts(
         install_method="operator" if operator else "manifest",
         namespace=namespace,
+        daemonset=name_of(node_ds) if node_ds else ("calico-node" if operator else None),
         version=version,
         ip_pools=pools,
         bgp=_bgp_configuration(store),
         bgp_peers=[_bgp_peer(p) for p in store.of(*calico("BGPPeer"))],
         route_reflectors=_route_reflectors(store),
         nodes_bgp=_nodes_bgp(store),
-        ip_autodetection_method=_autodetection(installation, node_c, node_ds),
-        calico_networking_backend=_networking_backend(store, installation, node_c, node_ds),
+        ip_autodetection_method=_autodetection(installation, node_c, node_ds, backend),
+        calico_networking_backend=backend,
         felix=felix,
         vxlan_port=vxlan_port,
         uses_ipip=uses_ipip,
         uses_vxlan=uses_vxlan,
+        typha=_typha(store, namespace),
         installation_finalizers=[str(f) for f in meta(installation or {}).get("finalizers") or []],
         operator=tigera_operator(store) if operator else None,
         network_policies=len(store.of(*calico("NetworkPolicy"))),
@@ -198,28 +202,55 @@ def _scalar_text(v: Any) -> str:
     return str(v)
 
 
-def _ip_pools(store: ObjectStore, installation: Obj | None, node_c: dict[str, Any] | None) -> list[IPPoolFacts]:
-    pools: list[IPPoolFacts] = []
-    for p in store.of(*calico("IPPool")):
-        spec = p.get("spec") or {}
-        cidr = str(spec.get("cidr", ""))
-        pools.append(
-            IPPoolFacts(
-                name=name_of(p),
-                cidr=cidr,
-                block_size=int(spec.get("blockSize") or (26 if ":" not in cidr else 122)),
-                node_selector=str(spec.get("nodeSelector") or "all()"),
-                ipip_mode=str(spec.get("ipipMode") or "Never"),
-                vxlan_mode=str(spec.get("vxlanMode") or "Never"),
-                nat_outgoing=bool(spec.get("natOutgoing", False)),
-                disabled=bool(spec.get("disabled", False)),
-                source=ref_text(p),
+def _pool_from_spec(name: str, spec: dict[str, Any], source: str) -> IPPoolFacts:
+    cidr = str(spec.get("cidr", ""))
+    return IPPoolFacts(
+        name=name,
+        cidr=cidr,
+        block_size=int(spec.get("blockSize") or (26 if ":" not in cidr else 122)),
+        node_selector=str(spec.get("nodeSelector") or "all()"),
+        ipip_mode=str(spec.get("ipipMode") or "Never"),
+        vxlan_mode=str(spec.get("vxlanMode") or "Never"),
+        nat_outgoing=bool(spec.get("natOutgoing", False)),
+        disabled=bool(spec.get("disabled", False)),
+        source=source,
+    )
+
+
+def _ip_pools(
+    store: ObjectStore, installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None
+) -> Fact[list[IPPoolFacts]]:
+    """The IPPool objects; when the input lists IPPools and there are none, the pools Calico creates at start
+    (the operator from its Installation, calico-node from its env); unknown when the input has no IPPools."""
+    objects = store.of(*calico("IPPool"))
+    if objects:
+        pools = [_pool_from_spec(name_of(p), p.get("spec") or {}, ref_text(p)) for p in objects]
+        return Fact.of(sorted(pools, key=lambda x: x.name), "IPPool objects")
+    if installation is not None:
+        created, how = _installation_pools(installation), f"{ref_text(installation)} spec.calicoNetwork.ipPools"
+    elif node_c is not None and node_ds is not None:
+        created, how = _env_pools(store, node_c, node_ds)
+    else:
+        created, how = [], ""
+    if not store.has_listed(*calico("IPPool")):
+        would = ""
+        if created:
+            would = (
+                "; "
+                + how
+                + " would create "
+                + ", ".join(f"{p.cidr} (IPIP {p.ipip_mode}, VXLAN {p.vxlan_mode})" for p in created)
             )
-        )
-    if pools:
-        return sorted(pools, key=lambda x: x.name)
-    # Operator installs describe their pools in the Installation; manifests in calico-node's env.
-    for i, p in enumerate(dig(installation or {}, "spec", "calicoNetwork", "ipPools") or []):
+            would += " when no pool exists, but the pools may have changed since"
+        return Fact.missing(f"the input has no Calico IPPool objects (crd.projectcalico.org){would}")
+    if created:
+        return Fact.of(created, f"no IPPool exists yet: {how} (Calico creates these at start)")
+    return Fact.of([], "IPPool objects (none exist)" + (f"; {how}" if how else ""))
+
+
+def _installation_pools(installation: Obj) -> list[IPPoolFacts]:
+    pools: list[IPPoolFacts] = []
+    for i, p in enumerate(dig(installation, "spec", "calicoNetwork", "ipPools") or []):
         encap = str(p.get("encapsulation") or "IPIP")
         cidr = str(p.get("cidr", ""))
         pools.append(
@@ -231,23 +262,83 @@ def _ip_pools(store: ObjectStore, installation: Obj | None, node_c: dict[str, An
                 ipip_mode="Always" if encap == "IPIP" else "CrossSubnet" if encap == "IPIPCrossSubnet" else "Never",
                 vxlan_mode="Always" if encap == "VXLAN" else "CrossSubnet" if encap == "VXLANCrossSubnet" else "Never",
                 nat_outgoing=str(p.get("natOutgoing", "Enabled")) == "Enabled",
-                source=f"{ref_text(installation or {})} spec.calicoNetwork.ipPools[{i}]",
-            )
-        )
-    if not pools and node_c and env_value(node_c, "CALICO_IPV4POOL_CIDR"):
-        cidr = str(env_value(node_c, "CALICO_IPV4POOL_CIDR"))
-        pools.append(
-            IPPoolFacts(
-                name="default-ipv4-ippool",
-                cidr=cidr,
-                block_size=int(env_value(node_c, "CALICO_IPV4POOL_BLOCK_SIZE") or 26),
-                ipip_mode=str(env_value(node_c, "CALICO_IPV4POOL_IPIP") or "Always"),
-                vxlan_mode=str(env_value(node_c, "CALICO_IPV4POOL_VXLAN") or "Never"),
-                nat_outgoing=True,
-                source="calico-node env CALICO_IPV4POOL_CIDR (no IPPool objects seen)",
+                source=f"{ref_text(installation)} spec.calicoNetwork.ipPools[{i}]",
             )
         )
     return pools
+
+
+DEFAULT_CALICO_IPV4_POOL = "192.168.0.0/16"
+
+
+def _encap_mode(value: str | None) -> str:
+    """calico-node's reading of CALICO_IPV4POOL_IPIP / _VXLAN: unset, off or never is Never."""
+    v = (value or "").strip().lower()
+    if v in ("", "off", "never"):
+        return "Never"
+    if v in ("crosssubnet", "cross-subnet"):
+        return "CrossSubnet"
+    if v == "always":
+        return "Always"
+    return value or ""  # calico-node refuses to start on any other value
+
+
+def _env_pools(store: ObjectStore, node_c: dict[str, Any], node_ds: Obj) -> tuple[list[IPPoolFacts], str]:
+    """The IPv4 pool calico-node creates at start when none exists, as calico-node derives it: the CIDR from
+    CALICO_IPV4POOL_CIDR, else kubeadm's podSubnet, else 192.168.0.0/16; unset IPIP/VXLAN modes are Never."""
+    ns = namespace_of(node_ds)
+    src = f"{ref_text(node_ds)} env"
+
+    def configmap(name: str, key: str) -> str | None:
+        value = dig(store.get(CONFIGMAP, ns, name) or {}, "data", key)
+        return str(value) if value is not None else None
+
+    def env(name: str) -> str:
+        return (env_value(node_c, name, configmap) or "").strip()
+
+    if env("NO_DEFAULT_POOLS").lower() == "true":
+        return [], f"{src} NO_DEFAULT_POOLS=true (calico-node creates no pool)"
+    cidr = env("CALICO_IPV4POOL_CIDR")
+    if cidr == "none":
+        return [], f"{src} CALICO_IPV4POOL_CIDR=none (calico-node creates no IPv4 pool)"
+    if cidr:
+        how = f"{src} CALICO_IPV4POOL_CIDR"
+    else:
+        cfg, cfg_src = _kubeadm_cluster_config(store)
+        subnets = str(((cfg or {}).get("networking") or {}).get("podSubnet") or "")
+        v4 = next((c.strip() for c in subnets.split(",") if c.strip() and ":" not in c), "")
+        if v4:
+            cidr, how = v4, f"{cfg_src} networking.podSubnet ({src} CALICO_IPV4POOL_CIDR unset)"
+        else:
+            cidr = DEFAULT_CALICO_IPV4_POOL
+            how = f"calico-node's default {cidr} ({src} CALICO_IPV4POOL_CIDR unset, no kubeadm podSubnet)"
+    block = env("CALICO_IPV4POOL_BLOCK_SIZE")
+    pool = IPPoolFacts(
+        name="default-ipv4-ippool",
+        cidr=cidr,
+        block_size=int(block) if block.isdigit() else 26,
+        node_selector=env("CALICO_IPV4POOL_NODE_SELECTOR") or "all()",
+        ipip_mode=_encap_mode(env("CALICO_IPV4POOL_IPIP")),
+        vxlan_mode=_encap_mode(env("CALICO_IPV4POOL_VXLAN")),
+        nat_outgoing=env("CALICO_IPV4POOL_NAT_OUTGOING").lower() != "false",
+        source=how,
+    )
+    return [pool], how
+
+
+def _uses(pools: Fact[list[IPPoolFacts]], encap: str) -> Fact[bool]:
+    if not pools.known:
+        return Fact.missing(f"the IPPools are unknown: {pools.unknown}")
+    key = "ipip_mode" if encap == "IPIP" else "vxlan_mode"
+    value = any(getattr(p, key) != "Never" and not p.disabled for p in pools.value or [])
+    return Fact.of(value, f"{encap} mode of the enabled pools ({pools.source})")
+
+
+def _typha(store: ObjectStore, namespace: str) -> Fact[bool]:
+    if not store.has_listed(DEPLOYMENT):
+        return Fact.missing("the input has no Deployment objects")
+    found = store.get(DEPLOYMENT, namespace, "calico-typha")
+    return Fact.of(found is not None, ref_text(found) if found else f"no Deployment {namespace}/calico-typha")
 
 
 def _bgp_configuration(store: ObjectStore) -> Fact[CalicoBGPFacts]:
@@ -334,7 +425,9 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
     return sorted(out.values(), key=lambda r: r.node)
 
 
-def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None) -> Fact[str]:
+def _autodetection(
+    installation: Obj | None, node_c: dict[str, Any] | None, node_ds: Obj | None, backend: Fact[str]
+) -> Fact[str]:
     if installation is not None:
         method = dig(installation, "spec", "calicoNetwork", "nodeAddressAutodetectionV4")
         if isinstance(method, dict) and method:
@@ -345,6 +438,13 @@ def _autodetection(installation: Obj | None, node_c: dict[str, Any] | None, node
             f"{ref_text(installation)} (nodeAddressAutodetectionV4 unset: operator default)",
         )
     if node_c is not None:
+        if backend.value == "none":  # policy only (Canal): calico-node configures no node address at all
+            return Fact.of(
+                "none",
+                f"{ref_text(node_ds or {})} env CALICO_NETWORKING_BACKEND=none: calico-node detects no node address",
+            )
+        if (env_value(node_c, "IP") or "").strip().lower() == "none":
+            return Fact.of("none", f"{ref_text(node_ds or {})} env IP=none: calico-node detects no IPv4 address")
         value = env_value(node_c, "IP_AUTODETECTION_METHOD")
         if value:
             return Fact.of(value, f"{ref_text(node_ds or {})} env IP_AUTODETECTION_METHOD")

@@ -142,8 +142,15 @@ class BlockingFinalizerFacts(BaseModel):
 class CalicoFacts(BaseModel):
     install_method: Literal["manifest", "operator"]
     namespace: str
+    daemonset: str | None = Field(
+        default=None, description="the DaemonSet running calico-node: calico-node, or canal for Canal"
+    )
     version: Fact[str]
-    ip_pools: list[IPPoolFacts] = Field(default_factory=list)
+    ip_pools: Fact[list[IPPoolFacts]] = Field(
+        default_factory=lambda: Fact[list[IPPoolFacts]].missing("not read"),
+        description="Calico's IPPools: the objects, else (when the input lists IPPools and there are none) what the "
+        "Installation or calico-node's env makes Calico create; unknown when the input has no IPPool objects",
+    )
     bgp: Fact[CalicoBGPFacts]
     bgp_peers: list[BGPPeerFacts] = Field(default_factory=list)
     route_reflectors: list[RouteReflectorFacts] = Field(default_factory=list)
@@ -154,8 +161,12 @@ class CalicoFacts(BaseModel):
         default_factory=dict, description="FelixConfiguration 'default' settings that matter to a migration"
     )
     vxlan_port: int = 4789
-    uses_ipip: bool = False
-    uses_vxlan: bool = False
+    uses_ipip: Fact[bool] = Field(default_factory=lambda: Fact[bool].missing("not read"))
+    uses_vxlan: Fact[bool] = Field(default_factory=lambda: Fact[bool].missing("not read"))
+    typha: Fact[bool] = Field(
+        default_factory=lambda: Fact[bool].missing("not read"),
+        description="a calico-typha Deployment runs next to calico-node (manifest installs: calico-typha.yaml)",
+    )
     installation_finalizers: list[str] = Field(default_factory=list)
     operator: Fact[TigeraOperatorFacts] | None = Field(
         default=None, description="The tigera-operator Deployment; null when Calico is manifest-installed"

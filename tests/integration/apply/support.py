@@ -330,7 +330,9 @@ def seed_flannel_like(sandbox: NodeSandbox, node: str, pod_cidr: str, vtep_index
     the flannel.1 VXLAN device, and its FLANNEL-* chains. (The node-agent tests run the real Flannel.)"""
     gw = pod_cidr.rsplit(".", 2)[0] + "." + pod_cidr.rsplit(".", 2)[1] + ".1/24"
     conf = json.dumps({"name": "cbr0", "cniVersion": "0.3.1", "plugins": [{"type": "flannel"}, {"type": "portmap"}]})
-    sandbox.seed(node, f"""
+    sandbox.seed(
+        node,
+        f"""
 mkdir -p /etc/cni/net.d /run/flannel /var/lib/cni/networks/cbr0
 printf '%s' {shlex.quote(conf)} > /etc/cni/net.d/10-flannel.conflist
 printf 'FLANNEL_NETWORK=10.243.0.0/16\\nFLANNEL_SUBNET={gw}\\nFLANNEL_MTU=1450\\n' > /run/flannel/subnet.env
@@ -340,4 +342,5 @@ ip link set flannel.1 up
 iptables -t nat -N FLANNEL-POSTRTG && iptables -t nat -A POSTROUTING -j FLANNEL-POSTRTG
 iptables -N FLANNEL-FWD && iptables -A FORWARD -j FLANNEL-FWD
 iptables -N HOST-OWN && iptables -A INPUT -j HOST-OWN && iptables -A HOST-OWN -p tcp --dport 22 -j ACCEPT
-""")
+""",
+    )

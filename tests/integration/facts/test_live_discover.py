@@ -124,7 +124,7 @@ def test_live_discover_equals_captured_snapshot(example_cluster: ControlPlane, t
     calico = live["cni"]["calico"]
     assert live["cni"]["detected"] == "calico"
     assert calico["install_method"] == "operator"
-    assert {p["name"] for p in calico["ip_pools"]} == {
+    assert {p["name"] for p in calico["ip_pools"]["value"]} == {
         "rack1-pool",
         "rack2-pool",
         "gpu-pool",

@@ -96,7 +96,7 @@ def _facts(
             install_method="manifest",
             namespace="kube-system",
             version=Fact.missing("x"),
-            ip_pools=pools,
+            ip_pools=Fact.of(pools, "test"),
             bgp=Fact.missing("x"),
             ip_autodetection_method=Fact.missing("x"),
             calico_networking_backend=Fact.missing("x"),

@@ -54,10 +54,10 @@ class TestLossyCalicoSeed:
         assert c.version.value == "v3.24.5"
         assert c.calico_networking_backend.value == "bird"
         assert c.ip_autodetection_method.value == "interface=eth0"
-        assert [(p.name, p.cidr, p.block_size, p.ipip_mode, p.vxlan_mode, p.nat_outgoing) for p in c.ip_pools] == [
-            ("default-ipv4-ippool", "10.33.0.0/17", 24, "Never", "Never", True)
-        ]
-        assert not c.uses_ipip and not c.uses_vxlan
+        assert [
+            (p.name, p.cidr, p.block_size, p.ipip_mode, p.vxlan_mode, p.nat_outgoing) for p in c.ip_pools.value or []
+        ] == [("default-ipv4-ippool", "10.33.0.0/17", 24, "Never", "Never", True)]
+        assert c.uses_ipip.value is False and c.uses_vxlan.value is False
         bgp = c.bgp.value
         assert bgp is not None
         assert bgp.as_number == 64517
@@ -141,7 +141,7 @@ class TestOperatorMultiPool:
         assert c.namespace == "calico-system"
         assert c.installation_finalizers == ["tigera.io/operator-cleanup"]
         assert c.ip_autodetection_method.value == "firstFound=true"
-        pools = {p.name: p for p in c.ip_pools}
+        pools = {p.name: p for p in c.ip_pools.value or []}
         assert set(pools) == {"rack1-pool", "rack2-pool", "gpu-pool", "edge-pool", "legacy-pool"}
         assert pools["gpu-pool"].block_size == 28
         assert pools["gpu-pool"].node_selector == 'gpu == "true" && rack in {"r1", "r2"}'

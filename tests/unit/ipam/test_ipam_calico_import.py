@@ -150,7 +150,7 @@ class TestShape:
 def pools() -> list[IPPoolFacts]:
     facts = facts_from_snapshot(str(EXAMPLE))
     assert facts.cni.calico is not None
-    return facts.cni.calico.ip_pools
+    return facts.cni.calico.ip_pools.value or []
 
 
 class TestBundledExample:

@@ -96,13 +96,16 @@ def make_facts(
             install_method="manifest",
             namespace="kube-system",
             version=fact("v3.26.1"),
-            ip_pools=[
-                IPPoolFacts(name=f"pool-{i}", cidr=c, block_size=26, source="test") for i, c in enumerate(calico_pools)
-            ],
+            ip_pools=fact(
+                [
+                    IPPoolFacts(name=f"pool-{i}", cidr=c, block_size=26, source="test")
+                    for i, c in enumerate(calico_pools)
+                ]
+            ),
             bgp=Fact.missing("test"),
             ip_autodetection_method=fact(calico_autodetect),
             calico_networking_backend=fact("bird"),
-            uses_vxlan=calico_vxlan,
+            uses_vxlan=fact(calico_vxlan),
         )
     if cni == "cilium" or cilium_config is not None:
         cni_facts.cilium = CiliumFacts(

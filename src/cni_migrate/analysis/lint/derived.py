@@ -383,3 +383,101 @@ def derive(values: ValuesView, version: CiliumVersion, facts: FactView) -> Deriv
     ):
         ex.setdefault(key, text)
     return d
+
+
+# --- helm upgrade --reuse-values --------------------------------------------------------------------------------
+
+#: For each derived variable: the values that set it and the derived variables it is computed from. With
+#: ``--reuse-values`` a value the command leaves unset keeps whatever the release had, which lint cannot see, so a
+#: variable is known only when one of its own values is set and every variable it is computed from is known.
+#: (Inputs come before the variables computed from them.)
+_REUSE_DEPENDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "routing": (("tunnel", "routingMode", "gke.enabled"), ()),
+    "tproto": (("tunnel", "tunnelProtocol"), ()),
+    "tunnel_port": (("tunnelPort",), ()),
+    "tunnel_device": ((), ("routing", "tproto")),
+    "kpr": (("kubeProxyReplacement",), ()),
+    "kpr_full": ((), ("kpr",)),
+    "node_port": (("nodePort.enabled",), ("kpr_full",)),
+    "socket_lb": (("socketLB.enabled", "hostServices.enabled"), ("kpr_full",)),
+    "socket_lb_hostns_only": (("socketLB.hostNamespaceOnly", "hostServices.hostNamespaceOnly"), ()),
+    "ipv4": (("ipv4.enabled",), ()),
+    "ipv6": (("ipv6.enabled",), ()),
+    "v4masq": (("enableIPv4Masquerade",), ("ipv4",)),
+    "v6masq": (("enableIPv6Masquerade",), ("ipv6",)),
+    "bpf_masq": (("bpf.masquerade",), ()),
+    "ip_masq_agent": (("ipMasqAgent.enabled",), ()),
+    "lb_mode": (("loadBalancer.mode",), ()),
+    "dsr": (("loadBalancer.mode", "bpf.lbModeAnnotation"), ()),
+    "dispatch": (("loadBalancer.dsrDispatch",), ()),
+    "accel": (("loadBalancer.acceleration",), ()),
+    "algorithm": (("loadBalancer.algorithm",), ()),
+    "ipam": (("ipam.mode",), ()),
+    "enc": (("encryption.enabled",), ()),
+    "native_cidr_v4": (("ipv4NativeRoutingCIDR", "nativeRoutingCIDR"), ()),
+    "native_cidr_v6": (("ipv6NativeRoutingCIDR",), ()),
+    "auto_direct_node_routes": (("autoDirectNodeRoutes",), ()),
+    "chaining": (("cni.chainingMode",), ()),
+    "cni_exclusive": (("cni.exclusive",), ()),
+    "egress_gateway": (("egressGateway.enabled",), ()),
+    "l7_proxy": (("l7Proxy",), ()),
+    "k8s_service_host": (("k8sServiceHost",), ()),
+    "k8s_service_port": (("k8sServicePort",), ()),
+    "pod_cidrs_v4": (
+        (
+            "ipam.operator.clusterPoolIPv4PodCIDRList",
+            "ipam.operator.clusterPoolIPv4PodCIDR",
+            "ipam.operator.autoCreateCiliumPodIPPools",
+        ),
+        ("ipam",),
+    ),
+    "host_legacy_routing_set": (("bpf.hostLegacyRouting",), ()),
+    "host_routing": ((), ("host_legacy_routing_set", "kpr_full", "v4masq", "v6masq", "bpf_masq", "enc", "chaining")),
+}
+_REUSE_DEPENDS["host_routing_reasons"] = _REUSE_DEPENDS["host_routing"]
+
+
+def _own_values(name: str, minor: int) -> tuple[str, ...]:
+    """The values that decide ``name`` on this minor (``tunnel`` is gone from 1.15, ``routingMode`` new in 1.14)."""
+    own = _REUSE_DEPENDS[name][0]
+    if name in ("routing", "tproto"):
+        if minor <= 13:
+            return ("tunnel",)
+        if minor >= 15:
+            return tuple(p for p in own if p != "tunnel")
+    return own
+
+
+def reuse_unknowns(values: ValuesView, d: Derived) -> dict[str, str]:
+    """The derived variables an ``helm upgrade --reuse-values`` command does not determine, with the reason."""
+    out: dict[str, str] = {}
+    for name, (_own, inputs) in _REUSE_DEPENDS.items():
+        own = _own_values(name, d.minor)
+        unknown_inputs = [i for i in inputs if i in out]
+        if own and not any(values.has(p) for p in own):
+            out[name] = f"{' / '.join(own)} not set by the command: --reuse-values keeps the release's earlier value"
+        elif unknown_inputs:
+            out[name] = f"computed from {', '.join(unknown_inputs)}, which the command does not set (--reuse-values)"
+    return out
+
+
+class ReusedDerived(Derived):
+    """The derived variables as a ``--reuse-values`` upgrade sees them: reading one that the command does not
+    determine raises :class:`Unknown`, so a rule depending on it is "not checked" rather than judged on a chart
+    default the release may not have."""
+
+    reuse_unknown: dict[str, str]
+
+    @classmethod
+    def of(cls, d: Derived, unknown: dict[str, str]) -> ReusedDerived:
+        out = cls.__new__(cls)
+        out.__dict__.update(d.__dict__)
+        out.reuse_unknown = unknown
+        return out
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_") and name != "reuse_unknown":
+            unknown = object.__getattribute__(self, "reuse_unknown")
+            if name in unknown:
+                raise Unknown(f"derived {name} (release values under --reuse-values)", detail=unknown[name])
+        return object.__getattribute__(self, name)

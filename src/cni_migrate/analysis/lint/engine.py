@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from cni_migrate.analysis.lint.derived import derive
+from cni_migrate.analysis.lint.derived import Derived, ReusedDerived, derive, reuse_unknowns
 from cni_migrate.analysis.lint.factview import FactView, Unknown
 from cni_migrate.analysis.lint.model import SEVERITY_ORDER, Finding, LintContext, LintReport, NotChecked
 from cni_migrate.analysis.lint.rules import REGISTRY
@@ -26,7 +26,14 @@ def run(
     view = ValuesView(values)
     fv = FactView(facts, context)
     derived = derive(view, version, fv)
-    ctx = Ctx(v=view, version=version, d=derived, f=fv, context=context)
+    seen: Derived = derived
+    if context.reuse_values:  # values the command leaves unset keep the release's: rules on them are not checked
+        unknown = reuse_unknowns(view, derived)
+        seen = ReusedDerived.of(derived, unknown)
+        for name, why in unknown.items():
+            if name in derived.explain:
+                derived.explain[name] += f"; unknown to lint: {why}"
+    ctx = Ctx(v=view, version=version, d=seen, f=fv, context=context)
     minor = version.catalog_minor
     findings: list[Finding] = []
     not_checked: list[NotChecked] = []

@@ -234,13 +234,13 @@ class FactView:
             return self._flannel_like("canal", facts)
         if "calico" in names and cni.calico:
             c = cni.calico
-            pools = tuple(p.cidr for p in c.ip_pools if not p.disabled)
+            pools = tuple(p.cidr for p in c.ip_pools.value or [] if not p.disabled)
             return OldCni(
                 name="calico",
                 ipam="calico-ipam",
-                vxlan_port=c.vxlan_port if c.uses_vxlan else None,
-                vxlan_device="vxlan.calico" if c.uses_vxlan else None,
-                vxlan_unknown=None,
+                vxlan_port=c.vxlan_port if c.uses_vxlan.value else None,
+                vxlan_device="vxlan.calico" if c.uses_vxlan.value else None,
+                vxlan_unknown=c.uses_vxlan.unknown,
                 pod_cidrs=pools,
                 evidence=next((e for e in cni.evidence if "calico" in e.lower()), "Calico"),
             )

@@ -7,31 +7,44 @@ operator itself. Leftovers are found by name afterwards, as the lossy seed does.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from cni_migrate.analysis.plan.model import NameMatch, ObjectRef, ObjectSelector
 from cni_migrate.analysis.plan.options import Resolved
 
-CALICO_CRD_KINDS = (
-    "bgpconfigurations",
-    "bgpfilters",
-    "bgppeers",
-    "blockaffinities",
-    "caliconodestatuses",
-    "clusterinformations",
-    "felixconfigurations",
-    "globalnetworkpolicies",
-    "globalnetworksets",
-    "hostendpoints",
-    "ipamblocks",
-    "ipamconfigs",
-    "ipamhandles",
-    "ippools",
-    "ipreservations",
-    "kubecontrollersconfigurations",
-    "networkpolicies",
-    "networksets",
-    "tiers",
+# The crd.projectcalico.org CRDs calico.yaml, calico-vxlan.yaml, calico-typha.yaml, canal.yaml and tigera-operator.yaml
+# install, by the Calico minor that introduced them (3.26 is the oldest supported).
+CALICO_CRD_KINDS_SINCE: tuple[tuple[str, int], ...] = (
+    ("bgpconfigurations", 26),
+    ("bgpfilters", 26),
+    ("bgppeers", 26),
+    ("blockaffinities", 26),
+    ("caliconodestatuses", 26),
+    ("clusterinformations", 26),
+    ("felixconfigurations", 26),
+    ("globalnetworkpolicies", 26),
+    ("globalnetworksets", 26),
+    ("hostendpoints", 26),
+    ("ipamblocks", 26),
+    ("ipamconfigs", 26),
+    ("ipamhandles", 26),
+    ("ippools", 26),
+    ("ipreservations", 26),
+    ("kubecontrollersconfigurations", 26),
+    ("networkpolicies", 26),
+    ("networksets", 26),
+    ("tiers", 29),
+    ("stagedglobalnetworkpolicies", 30),
+    ("stagedkubernetesnetworkpolicies", 30),
+    ("stagednetworkpolicies", 30),
+)
+CALICO_CRD_KINDS = tuple(k for k, _ in CALICO_CRD_KINDS_SINCE)
+# CRDs of the Kubernetes network-policy API the manifests also install (3.29+). They are not Calico's: other
+# software may use them, so the plan backs them up and leaves them in place.
+SHARED_CRDS_SINCE: tuple[tuple[str, int], ...] = (
+    ("adminnetworkpolicies.policy.networking.k8s.io", 29),
+    ("baselineadminnetworkpolicies.policy.networking.k8s.io", 30),
 )
 TIGERA_CRD_KINDS = ("apiservers", "imagesets", "installations", "tigerastatuses")
 CNI_PROTECTOR = "tigera.io/cni-protector"
@@ -67,11 +80,40 @@ def _rbac(names: list[str]) -> list[ObjectRef]:
     return out
 
 
+def calico_minor(r: Resolved) -> int | None:
+    """Calico's minor version (3.x) from the facts, or None when unknown: the inventory then covers every
+    supported version."""
+    calico = r.facts.cni.calico
+    if calico is None or not calico.version.known:
+        return None
+    m = re.match(r"^v?3\.(\d+)", str(calico.version.value))
+    return int(m.group(1)) if m else None
+
+
+def calico_crds(minor: int | None) -> list[ObjectRef]:
+    """The Calico CRDs of that minor; older minors than 3.26 get 3.26's (deleting an absent CRD is a no-op)."""
+    return [crd(f"{k}.crd.projectcalico.org") for k, since in CALICO_CRD_KINDS_SINCE if _has(minor, since)]
+
+
+def _has(minor: int | None, since: int) -> bool:
+    return minor is None or since <= 26 or minor >= since
+
+
+def shared_crds(minor: int | None) -> list[ObjectRef]:
+    return [crd(name) for name, since in SHARED_CRDS_SINCE if _has(minor, since)]
+
+
+def _tier_getter(minor: int | None) -> list[ObjectRef]:
+    """ClusterRole and binding letting kube-controller-manager read tiers for garbage collection (3.30+)."""
+    return _rbac(["calico-tier-getter"]) if _has(minor, 30) else []
+
+
 def calico_inventory(r: Resolved) -> Inventory:
     calico = r.facts.cni.calico
     assert calico is not None
     inv = Inventory()
-    crds = [crd(f"{k}.crd.projectcalico.org") for k in CALICO_CRD_KINDS]
+    minor = calico_minor(r)
+    crds = calico_crds(minor)
     inv.backup_selectors.append(ObjectSelector(group="crd.projectcalico.org"))
     inv.leftovers = NameMatch(
         pattern="calico|tigera",
@@ -120,24 +162,34 @@ def calico_inventory(r: Resolved) -> Inventory:
             *_rbac(["tigera-operator"]),
         ]
         inv.delete_crds = [*crds, *(crd(f"{k}.operator.tigera.io") for k in TIGERA_CRD_KINDS)]
+        inv.backup_objects.extend(shared_crds(minor))
         inv.workloads = [ref("apps/v1", "DaemonSet", "calico-node", ns)]
         return inv
 
+    # calico.yaml / calico-vxlan.yaml; calico-typha.yaml adds Typha's Deployment, Service and PodDisruptionBudget.
     ns = calico.namespace or "kube-system"
+    typha = calico.typha.value is not False  # unknown: include them (deleting an absent object is a no-op)
     objs = [
-        ref("apps/v1", "DaemonSet", "calico-node", ns),
+        ref("apps/v1", "DaemonSet", calico.daemonset or "calico-node", ns),
         ref("apps/v1", "Deployment", "calico-kube-controllers", ns),
-        ref("apps/v1", "Deployment", "calico-typha", ns),
-        ref("v1", "Service", "calico-typha", ns),
+        *(
+            [
+                ref("apps/v1", "Deployment", "calico-typha", ns),
+                ref("v1", "Service", "calico-typha", ns),
+                ref("policy/v1", "PodDisruptionBudget", "calico-typha", ns),
+            ]
+            if typha
+            else []
+        ),
         ref("policy/v1", "PodDisruptionBudget", "calico-kube-controllers", ns),
-        ref("policy/v1", "PodDisruptionBudget", "calico-typha", ns),
         ref("v1", "ConfigMap", "calico-config", ns),
         ref("v1", "ServiceAccount", "calico-node", ns),
         ref("v1", "ServiceAccount", "calico-cni-plugin", ns),
         ref("v1", "ServiceAccount", "calico-kube-controllers", ns),
         *_rbac(["calico-node", "calico-cni-plugin", "calico-kube-controllers"]),
+        *_tier_getter(minor),
     ]
-    inv.backup_objects = [*objs, *crds]
+    inv.backup_objects = [*objs, *crds, *shared_crds(minor)]
     inv.delete_objects = objs
     inv.delete_crds = crds
     inv.workloads = [objs[0]]
@@ -165,20 +217,31 @@ def flannel_inventory(r: Resolved) -> Inventory:
 
 
 def canal_inventory(r: Resolved) -> Inventory:
+    """canal.yaml: calico-node and flannel in the canal DaemonSet, with the canal ServiceAccount bound to the
+    calico-node and flannel ClusterRoles (canal-calico, canal-flannel), plus calico-cni-plugin and kube-controllers."""
     flannel = r.facts.cni.flannel
     calico = r.facts.cni.calico
     ns = (flannel.namespace if flannel else None) or (calico.namespace if calico else None) or "kube-system"
+    minor = calico_minor(r)
     inv = Inventory()
-    crds = [crd(f"{k}.crd.projectcalico.org") for k in CALICO_CRD_KINDS]
+    crds = calico_crds(minor)
+    crb = "rbac.authorization.k8s.io/v1"
     objs = [
-        ref("apps/v1", "DaemonSet", "canal", ns),
+        ref("apps/v1", "DaemonSet", (flannel.daemonset if flannel else None) or "canal", ns),
         ref("apps/v1", "Deployment", "calico-kube-controllers", ns),
-        ref("v1", "ConfigMap", "canal-config", ns),
+        ref("policy/v1", "PodDisruptionBudget", "calico-kube-controllers", ns),
+        ref("v1", "ConfigMap", (flannel.configmap if flannel else None) or "canal-config", ns),
         ref("v1", "ServiceAccount", "canal", ns),
+        ref("v1", "ServiceAccount", "calico-cni-plugin", ns),
         ref("v1", "ServiceAccount", "calico-kube-controllers", ns),
-        *_rbac(["calico", "flannel", "canal-flannel", "canal-calico", "calico-kube-controllers"]),
+        ref(crb, "ClusterRole", "calico-node"),
+        ref(crb, "ClusterRole", "flannel"),
+        ref(crb, "ClusterRoleBinding", "canal-calico"),
+        ref(crb, "ClusterRoleBinding", "canal-flannel"),
+        *_rbac(["calico-cni-plugin", "calico-kube-controllers"]),
+        *_tier_getter(minor),
     ]
-    inv.backup_objects = [*objs, *crds]
+    inv.backup_objects = [*objs, *crds, *shared_crds(minor)]
     inv.backup_selectors = [ObjectSelector(group="crd.projectcalico.org")]
     inv.delete_objects = objs
     inv.delete_crds = crds

@@ -299,7 +299,7 @@ class _Resolver:
         if cni.flannel is not None and cni.flannel.backend_type.value == "vxlan":
             port = cni.flannel.backend_port.value
             return (int(port) if port is not None else VXLAN_PORT), "cni.flannel.backend_port"
-        if cni.calico is not None and cni.calico.uses_vxlan:
+        if cni.calico is not None and cni.calico.uses_vxlan.value:
             return cni.calico.vxlan_port, "cni.calico.vxlan_port"
         return None, ""
 
@@ -328,7 +328,10 @@ class _Resolver:
             calico = cni.calico
             flannel = cni.flannel
             subnets = self._node_subnets()
-            if calico is not None and not calico.uses_ipip and not calico.uses_vxlan:
+            # Calico routes pod CIDRs over BGP only with BIRD (CALICO_NETWORKING_BACKEND=bird); vxlan and none
+            # (Canal) route nothing over BGP.
+            bird = calico is not None and calico.calico_networking_backend.value == "bird"
+            if calico is not None and bird and calico.uses_ipip.value is False and calico.uses_vxlan.value is False:
                 if self._calico_external_peers() and o.bgp != "none":
                     routing = "native"
                     self.decide(
@@ -365,6 +368,16 @@ class _Resolver:
                         "cni.calico.bgp_peers",
                         "cni.calico.nodes_bgp",
                     )
+            elif calico is not None and bird and not (calico.uses_ipip.known and calico.uses_vxlan.known):
+                routing = "tunnel"
+                self.decide(
+                    "routing",
+                    "tunnel",
+                    "derived",
+                    f"Calico's encapsulation is unknown ({calico.uses_vxlan.unknown}): Cilium tunnels, which needs "
+                    "nothing from the network",
+                    "cni.calico.ip_pools",
+                )
             elif flannel is not None and flannel.backend_type.value == "host-gw":
                 routing = "native"
                 self.derived_adnr = True
@@ -541,7 +554,7 @@ class _Resolver:
         calico = self.facts.cni.calico
         if calico is None:
             return []
-        return [p.cidr for p in calico.ip_pools if not p.disabled and ":" not in p.cidr]
+        return [p.cidr for p in calico.ip_pools.value or [] if not p.disabled and ":" not in p.cidr]
 
     def _existing_ranges(self) -> list[NamedRange]:
         """Every range a new Cilium pool must not overlap: pod, service and LB CIDRs, Calico pools, Flannel's
@@ -559,7 +572,7 @@ class _Resolver:
         add("service CIDR (fact network.service_cidrs)", net.service_cidrs.value)
         add("LoadBalancer CIDR (fact network.load_balancer_cidrs)", net.load_balancer_cidrs.value)
         if self.facts.cni.calico is not None:
-            for p in self.facts.cni.calico.ip_pools:
+            for p in self.facts.cni.calico.ip_pools.value or []:
                 add(f"Calico IPPool {p.name} (fact cni.calico.ip_pools)", [p.cidr])
         if self.facts.cni.flannel is not None and self.facts.cni.flannel.network.value:
             add("Flannel network (fact cni.flannel.network)", [self.facts.cni.flannel.network.value])
@@ -684,7 +697,7 @@ class _Resolver:
                     "network.allocate_node_cidrs",
                 )
                 calico = self.facts.cni.calico
-                if calico is not None and len([p for p in calico.ip_pools if not p.disabled]) > 1:
+                if calico is not None and len([p for p in calico.ip_pools.value or [] if not p.disabled]) > 1:
                     self.warnings.append(
                         "Calico assigns pools by node label; Cilium's cluster-pool allocates from all of them "
                         "regardless of the node: use --ipam podcidrpools to keep per-label pools"
@@ -730,10 +743,16 @@ class _Resolver:
         """Import Calico's IPPools as PodCIDRPools and run the allocator over the nodes: every node must end up
         with a podCIDR (an existing one inside a pool is kept), or Cilium's agent there never becomes ready."""
         calico = self.facts.cni.calico
-        if calico is None or not [p for p in calico.ip_pools if not p.disabled]:
+        if calico is not None and not calico.ip_pools.known:
+            self.error(
+                f"--ipam podcidrpools: Calico's IPPools are unknown (fact cni.calico.ip_pools: "
+                f"{calico.ip_pools.unknown})"
+            )
+            return []
+        if calico is None or not [p for p in calico.ip_pools.value or [] if not p.disabled]:
             self.error("--ipam podcidrpools: the cluster has no enabled Calico IPPools to turn into PodCIDRPools")
             return []
-        imported = import_calico_pools(calico.ip_pools, ipv4_block_size=mask)
+        imported = import_calico_pools(calico.ip_pools.value or [], ipv4_block_size=mask)
         self.warnings.extend(i.message for i in imported.issues)
         parsed, errors = parse_pools(imported.manifests)
         for e in errors:
@@ -938,8 +957,8 @@ class _Resolver:
             return value
         calico = self.facts.cni.calico
         flannel = self.facts.cni.flannel
-        if calico is not None and calico.ip_pools:
-            value = any(p.nat_outgoing for p in calico.ip_pools if not p.disabled)
+        if calico is not None and calico.ip_pools.value:
+            value = any(p.nat_outgoing for p in calico.ip_pools.value if not p.disabled)
             self.decide(
                 "masquerade",
                 value,

@@ -58,6 +58,8 @@ def autodetection_risk(r: Resolved) -> str | None:
     if calico is None or not calico.ip_autodetection_method.known:
         return None if calico is None else "the autodetection method is unknown"
     method = str(calico.ip_autodetection_method.value)
+    if method == "none":  # Canal (CALICO_NETWORKING_BACKEND=none) or IP=none: no address is autodetected
+        return None
     if method in ("first-found", "firstFound=true"):
         return f"{method} takes the first interface with an address, which can be cilium_host"
     if method.startswith("interface="):
@@ -98,10 +100,19 @@ def pinned_facts(r: Resolved) -> ClusterFacts:
     return r.facts.model_copy(update={"cni": cni})
 
 
+def calico_node_daemonset(r: Resolved) -> ObjectRef:
+    """The DaemonSet running calico-node, as the facts saw it (calico-node; canal for Canal)."""
+    calico = r.facts.cni.calico
+    assert calico is not None
+    default = "canal" if r.old_cni == "canal" else "calico-node"
+    return ref("apps/v1", "DaemonSet", calico.daemonset or default, calico.namespace)
+
+
 def pin_autodetection_step(b: Builder, why: str) -> Step:
     r = b.r
     calico = r.facts.cni.calico
     assert calico is not None
+    ds = calico_node_daemonset(r)
     if calico.install_method == "operator":
         target = ref("operator.tigera.io/v1", "Installation", "default")
         patch: dict[str, Any] = {
@@ -111,7 +122,7 @@ def pin_autodetection_step(b: Builder, why: str) -> Step:
         }
         patch_type: Literal["merge", "strategic"] = "merge"
     else:
-        target = ref("apps/v1", "DaemonSet", "calico-node", calico.namespace)
+        target = ds
         patch = {
             "spec": {
                 "template": {
@@ -127,7 +138,6 @@ def pin_autodetection_step(b: Builder, why: str) -> Step:
             }
         }
         patch_type = "strategic"
-    ds = ref("apps/v1", "DaemonSet", "calico-node", calico.namespace)
     return Step(
         id="pin-calico-autodetection",
         title="Pin Calico's node address autodetection to the Kubernetes InternalIP, so it never picks cilium_host",
@@ -140,7 +150,7 @@ def pin_autodetection_step(b: Builder, why: str) -> Step:
         preconditions=[ObjectCheck(description=f"{target.text()} exists", target=target)],
         success=[
             ObjectCheck(
-                description="calico-node is ready on every node",
+                description=f"{ds.name} is ready on every node",
                 target=ds,
                 jsonpath="{.status.numberUnavailable}",
                 equals="",
@@ -156,7 +166,7 @@ def pin_autodetection_step(b: Builder, why: str) -> Step:
             estimate_seconds=30,
             what="calico-node restarts on every node in turn (BGP sessions and routes flap briefly)",
         ),
-        relies_on=b.fr("cni.calico.ip_autodetection_method", "cni.calico.install_method"),
+        relies_on=b.fr("cni.calico.ip_autodetection_method", "cni.calico.install_method", "cni.calico.daemonset"),
     )
 
 
@@ -444,7 +454,7 @@ def mixed_cluster_checks(b: Builder, autodetect_why: str | None) -> list[Check]:
     old_port = None
     if flannel is not None and flannel.backend_type.value == "vxlan":
         old_port = f"Flannel VXLAN on UDP {flannel.backend_port.value}"
-    elif calico is not None and calico.uses_vxlan:
+    elif calico is not None and calico.uses_vxlan.value:
         old_port = f"Calico VXLAN on UDP {calico.vxlan_port}"
     checks: list[Check] = [
         FactCheck(

@@ -281,7 +281,7 @@ RENAMED: tuple[tuple[str, int | None, int | None, str], ...] = (
     ("sessionAffinity", 18, None, "kubeProxyReplacement=true"),  # removal: CIL086
     ("svcSourceRangeCheck", 18, None, "kubeProxyReplacement=true"),
     ("enableInternalTrafficPolicy", 18, None, "kubeProxyReplacement=true"),
-    ("l2podAnnouncements.interface", 18, 19, "l2podAnnouncements.interfacePattern"),
+    ("l2podAnnouncements.interface", None, 19, "l2podAnnouncements.interfacePattern"),  # 1.19.5: REMOVED_IN_PATCH
     ("localRedirectPolicy", 18, None, "localRedirectPolicies.enabled"),
     ("encryption.strictMode.cidr", 19, None, "encryption.strictMode.egress.cidr"),
     (
@@ -291,6 +291,23 @@ RENAMED: tuple[tuple[str, int | None, int | None, str], ...] = (
         "encryption.strictMode.egress.allowRemoteNodeIdentities",
     ),
 )
+
+#: Values whose removal came in a patch release of the minor listed in RENAMED, and what the chart does with them
+#: from then on. l2podAnnouncements.interface: the 1.19.0-1.19.4 charts still ship and use it; 1.19.5 replaced it by
+#: interfacePattern and ignores it (it does not fail the chart).
+REMOVED_IN_PATCH: dict[str, int] = {"l2podAnnouncements.interface": 5}
+
+
+def _removed_in_patch(c: Ctx, path: str, removed: int, replacement: str) -> Hit | None:
+    patch = REMOVED_IN_PATCH[path]
+    first = f"1.{removed}.{patch}"
+    if c.version.minor == removed and c.patch is not None and c.patch < patch:
+        return None  # still part of this chart
+    if c.version.minor == removed and c.patch is None:
+        message = f"{path} is ignored from v{first} on (the chart no longer reads it); use {replacement}"
+    else:
+        message = f"{path} was replaced in v{first} and is ignored (the chart no longer reads it); use {replacement}"
+    return Hit(message, path=path, severity="warning", fix=f"Replace {path} with {replacement}")
 
 
 @rule(
@@ -306,6 +323,11 @@ def cil087(c: Ctx) -> Iterator[Hit]:
         if not c.v.has(path):
             continue
         if path == "encryption.strictMode.cidr" and c.v.has("encryption.strictMode.egress.cidr"):
+            continue
+        if path in REMOVED_IN_PATCH and removed is not None and c.m >= removed:
+            hit = _removed_in_patch(c, path, removed, replacement)
+            if hit is not None:
+                yield hit
             continue
         if removed is not None and c.m >= removed:
             since = f"deprecated in v1.{deprecated} and " if deprecated else ""

@@ -283,8 +283,8 @@ def cnm008(c: Ctx) -> Iterator[Hit]:
 def cnm009(c: Ctx) -> Iterator[Hit]:
     if c.context.reuse_values:
         yield Hit(
-            "--reuse-values merges the previous release's values, which lint cannot see; findings about unset "
-            "values may be wrong"
+            "--reuse-values merges the previous release's values, which lint cannot see; rules that depend on "
+            "values the command does not set are listed as not checked"
         )
 
 
