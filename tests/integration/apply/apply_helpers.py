@@ -49,7 +49,7 @@ def tools_for(cp: ControlPlane) -> Tools:
 def test_options(**extra: Any) -> RunOptions:
     base: dict[str, Any] = {
         "yes": True,
-        "skip_checks": frozenset({"exec", "nodeport"}),
+        "skip_checks": frozenset({"exec", "nodeport", "cni"}),
         "chart_overrides": {"cilium/cilium": str(CHART)},
         "finalizer_grace": 1.0,
         "drain_timeout": 30.0,

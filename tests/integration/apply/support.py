@@ -255,8 +255,10 @@ def object_set(rest: Rest, kinds: Iterable[tuple[str, str]] = SNAPSHOT_KINDS) ->
                 continue
             if kind == "Namespace" and name in ("kube-system",):
                 continue
-            if kind == "CustomResourceDefinition" and name.endswith(".cilium.io"):
-                continue  # Cilium's CRDs outlive its release (its operator makes them), as on a real cluster
+            if kind == "CustomResourceDefinition" and name.endswith((".cilium.io", ".cni-migrate.io")):
+                # Cilium's CRDs outlive its release (its operator makes them), as on a real cluster; the
+                # MigrationRun CRD holds the journal, which a rollback keeps as the record of what was done
+                continue
             o.setdefault("apiVersion", api)
             o.setdefault("kind", kind)
             out[_key(o)] = _normal(o)

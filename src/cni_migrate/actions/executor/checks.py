@@ -22,7 +22,9 @@ from cni_migrate.kube import KubeError
 from cni_migrate.kube.rest import Rest
 
 AnyCheck = CommandCheck | ObjectCheck | NodePortCheck | FactCheck
-SKIPPABLE = ("exec", "node", "nodeport")
+# exec: runs in a container (kubectl exec/logs, agent pods); node: a root shell on a node; nodeport: HTTP to a node
+# port; cni: pod addresses the CNI hands out. On a simulated cluster (kwok) none of these has a real answer.
+SKIPPABLE = ("exec", "node", "nodeport", "cni")
 _IP = re.compile(r"(?<![\w.:])(\d{1,3}(?:\.\d{1,3}){3}|[0-9a-fA-F]*:[0-9a-fA-F:]+:[0-9a-fA-F]*)(?![\w.:])")
 
 
@@ -40,8 +42,10 @@ def check_class(check: AnyCheck) -> str | None:
     if isinstance(check, CommandCheck):
         if check.nodes:
             return "node"
-        if check.cilium_pod_on or (check.argv[:1] == ["kubectl"] and "exec" in check.argv):
+        if check.cilium_pod_on or (check.argv[:1] == ["kubectl"] and ({"exec", "logs"} & set(check.argv))):
             return "exec"
+        if check.expect_in_cidr:
+            return "cni"
     return None
 
 
