@@ -218,6 +218,8 @@ def _normal(o: Obj) -> Obj:
                 "taints": (c.get("spec") or {}).get("taints"),
             },
         }
+    tmeta = ((c.get("spec") or {}).get("template") or {}).get("metadata") or {}
+    (tmeta.get("annotations") or {}).pop("kubectl.kubernetes.io/restartedAt", None)  # a timestamp per run
     if c["kind"] == "Service":
         spec = c.get("spec") or {}
         for k in (
@@ -287,6 +289,15 @@ class NodeSandbox:
                 (root / f"{d}-work").mkdir(parents=True, exist_ok=True)
             self.netns[node] = ns
             self.roots[node] = root
+
+    @classmethod
+    def attach(cls, netns: dict[str, str], roots: dict[str, Path]) -> NodeSandbox:
+        """The sandboxes another process created (the crash tests' child executors)."""
+        self = cls.__new__(cls)
+        self.workdir = next(iter(roots.values())).parent if roots else Path(".")
+        self.netns = dict(netns)
+        self.roots = dict(roots)
+        return self
 
     def wrap(self, node: str, script: str) -> list[str]:
         root = self.roots[node]
