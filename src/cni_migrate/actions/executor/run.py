@@ -135,8 +135,8 @@ class Executor:
             self.ctx.stop.set()
 
     def apply(self) -> RunSummary:
-        self._validate_static()
         self._check_cluster_identity()
+        self._validate_static()
         existing = self._read_existing()
         if existing is not None and not self.options.resume and self.options.dry_run == "none":
             state = existing.state
