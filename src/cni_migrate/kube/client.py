@@ -127,16 +127,8 @@ class Cluster:
     # --- reads ---------------------------------------------------------------------------------------------
 
     def server_version(self) -> str:
-        def get() -> str:
-            http: httpx.Client = self._client._client._client  # lightkube exposes no /version call
-            resp = http.get("/version")
-            resp.raise_for_status()
-            return str(resp.json().get("gitVersion", ""))
-
-        try:
-            return self._call("GET /version", get)
-        except httpx.HTTPStatusError as e:
-            raise ApiStatusError(e.response.status_code, "GET /version") from e
+        doc = self.rest().request("GET", "/version", what="GET /version", idempotent=True)
+        return str(doc.get("gitVersion", ""))
 
     def list_objects(
         self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
@@ -155,28 +147,24 @@ class Cluster:
         prefix = f"/apis/{rt.group}/{rt.version}" if rt.group else f"/api/{rt.version}"
         path = f"{prefix}/namespaces/{namespace}/{rt.plural}" if namespace else f"{prefix}/{rt.plural}"
 
-        def do() -> list[Obj]:
-            http: httpx.Client = self._client._client._client
-            resp = http.get(
-                path,
-                params=params,
-                headers={"Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"},
-            )
-            if resp.status_code >= 400:
-                raise ApiStatusError(resp.status_code, f"GET {path}")
-            items = resp.json().get("items") or []
-            return [
-                {
-                    "apiVersion": rt.api_version,
-                    "kind": rt.kind,
-                    "metadata": {
-                        k: i["metadata"][k] for k in ("name", "namespace", "labels") if k in i.get("metadata", {})
-                    },
-                }
-                for i in items
-            ]
-
-        return self._call(f"list names of {rt.plural}", do)
+        doc = self.rest().request(
+            "GET",
+            path,
+            params=params,
+            what=f"list names of {rt.plural}",
+            idempotent=True,
+            accept="application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+        )
+        return [
+            {
+                "apiVersion": rt.api_version,
+                "kind": rt.kind,
+                "metadata": {
+                    k: i["metadata"][k] for k in ("name", "namespace", "labels") if k in i.get("metadata", {})
+                },
+            }
+            for i in doc.get("items") or []
+        ]
 
     def get(self, rt: ResourceType, name: str, namespace: str | None = None) -> Obj:
         what = f"get {rt.kind} {namespace + '/' if namespace else ''}{name}"
@@ -184,14 +172,9 @@ class Cluster:
 
     def api_resources(self) -> Iterator[ResourceType]:
         """Every listable resource type the server serves (discovery), preferred versions only."""
-        http: httpx.Client = self._client._client._client
 
-        def fetch(path: str) -> Obj:
-            resp = http.get(path)
-            if resp.status_code >= 400:
-                raise ApiStatusError(resp.status_code, f"GET {path}")
-            body: Obj = resp.json()
-            return body
+        def fetch(path: str) -> Obj:  # retried on throttling, 5xx and resets by the REST layer
+            return self.rest().request("GET", path, what=f"GET {path}", idempotent=True)
 
         core = self._call("discovery /api/v1", lambda: fetch("/api/v1"))
         for r in core.get("resources") or []:

@@ -143,10 +143,11 @@ class Rest:
         body: Any = None,
         content_type: str = "application/json",
         timeout: float | None = None,
+        accept: str = "application/json",
     ) -> Obj:
         delay = self._backoff
         content = None if body is None else json.dumps(body).encode()
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if content is not None:
             headers["Content-Type"] = content_type
         for attempt in range(self._retries + 1):
