@@ -86,12 +86,13 @@ def _addr(host: str, port: int | None) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def plan_probes(endpoints: Sequence[Endpoint], targets: MatrixTargets = MatrixTargets()) -> dict[str, list[PlannedProbe]]:
+def plan_probes(endpoints: Sequence[Endpoint], targets: MatrixTargets | None = None) -> dict[str, list[PlannedProbe]]:
     """The probes of every prober, by prober name.
 
     Pod probers: every other pod prober (pod → pod, across every node pair and within a node), the Service, the
     NodePort on every node, the API server and each DNS name. Node probers (host network): every pod prober.
     """
+    targets = targets or MatrixTargets()
     pods = [e for e in endpoints if e.role == "pod"]
     plan: dict[str, list[PlannedProbe]] = {}
     for src in endpoints:
@@ -290,7 +291,8 @@ def analyze_matrix(cells: Sequence[Cell], *, unprobed_nodes: Mapping[str, str] |
                 Finding(
                     severity="error",
                     code="path-failed",
-                    message=f"{ARROWS[kind]}: {len(path_failed)} of {len(group)} failed: {_describe_failures(path_failed)}",
+                    message=f"{ARROWS[kind]}: {len(path_failed)} of {len(group)} failed: "
+                    + _describe_failures(path_failed),
                     cells=len(path_failed),
                 )
             )
@@ -425,6 +427,7 @@ class BatchStats(BaseModel):
     longest_gap_s: float
     gaps: list[Gap]
     progress: Progress | None = None
+    probers_unreachable: list[str] = []
 
 
 @dataclass

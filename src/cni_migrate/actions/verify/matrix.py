@@ -33,7 +33,7 @@ class MatrixRun:
 
 async def run_matrix(
     agents: Sequence[AgentInfo],
-    targets: MatrixTargets = MatrixTargets(),
+    targets: MatrixTargets | None = None,
     *,
     timeout: float = 2.0,
     concurrency: int = 64,
@@ -42,7 +42,7 @@ async def run_matrix(
     """Every prober probes its share of the matrix concurrently; a prober that cannot be asked yields failed cells
     saying so (never missing cells)."""
     endpoints = [endpoint(a) for a in agents]
-    plan = plan_probes(endpoints, targets)
+    plan = plan_probes(endpoints, targets or MatrixTargets())
     t0 = time.perf_counter()
     prober_seconds: dict[str, float] = {}
 
