@@ -19,6 +19,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("cni_migrate.cli.lint", "lint"),
     "plan": ("cni_migrate.cli.plan", "plan"),
     "ipam": ("cni_migrate.cli.ipam", "app"),
+    "verify": ("cni_migrate.cli.verify", "verify"),
+    "monitor": ("cni_migrate.cli.verify", "monitor"),
 }
 
 
