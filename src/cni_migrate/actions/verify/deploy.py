@@ -166,8 +166,23 @@ def namespace_manifest(cfg: ProbeConfig) -> Obj:
 # ---------------------------------------------------------------------------------------------------------------
 
 
+# What the DaemonSet controller tolerates on every DaemonSet pod (so cordoned nodes, the ones being migrated, keep
+# their probe); a node that is not ready (yet) is left to the wait for ready pods, which names it if it stays so.
+DAEMONSET_TOLERATED = frozenset(
+    {
+        "node.kubernetes.io/not-ready",
+        "node.kubernetes.io/unreachable",
+        "node.kubernetes.io/disk-pressure",
+        "node.kubernetes.io/memory-pressure",
+        "node.kubernetes.io/pid-pressure",
+        "node.kubernetes.io/unschedulable",
+    }
+)
+
+
 def _tolerated(taint: Obj, cfg: ProbeConfig) -> bool:
-    return "*" in cfg.tolerate or taint.get("key") in cfg.tolerate
+    key = taint.get("key")
+    return "*" in cfg.tolerate or key in cfg.tolerate or key in DAEMONSET_TOLERATED
 
 
 def _internal_ip(node: Obj) -> str:
