@@ -57,7 +57,7 @@ def parse_http_response(raw: bytes, what: str) -> Json:
         raise AgentUnreachable(f"{what}: HTTP {status}, answer is not JSON") from e
     if status != 200:
         message = answer.get("error") if isinstance(answer, dict) else None
-        raise AgentUnreachable(f"{what}: HTTP {status}: {message or body[:200]!r}")
+        raise AgentUnreachable(f"{what}: HTTP {status}: {message if message else repr(body[:200])}")
     if not isinstance(answer, dict):
         raise AgentUnreachable(f"{what}: answer is not a JSON object")
     return answer
