@@ -1,7 +1,8 @@
 """A small routed cluster made of network namespaces, for the prober's tests and benchmark (iproute2 + iptables).
 
 * a **fabric** namespace with a bridge: the nodes' underlay, 192.168.100.0/24 (node i is 192.168.100.(10+i));
-* a **node** namespace per node, forwarding, with a route to every other node's pod range via that node;
+* a **node** namespace per node, forwarding, with a route to every other node's pod range via that node, and
+  static ARP/FDB entries for the other nodes (see :meth:`Topology._static_neighbours`);
 * **pod** namespaces behind veth pairs, in one of two styles:
   - ``"flannel"``: pods on a ``cni0`` bridge, 10.244.i.0/24, gateway 10.244.i.1; the node masquerades traffic
     from 10.244.0.0/16 to anywhere outside it (Flannel's ``--ip-masq``);
@@ -70,6 +71,10 @@ class NodeNS:
     gateway: str
     pods: list[PodNS] = field(default_factory=list)
 
+    @property
+    def mac(self) -> str:
+        return f"02:00:c0:a8:{self.index >> 8:02x}:{self.index & 0xFF:02x}"
+
 
 @dataclass
 class Prober:
@@ -129,8 +134,8 @@ class Topology:
         ip_batch(self.fabric, ["link add br0 type bridge", "link set br0 up"])
         for n in self.nodes:
             self._netns(n.netns)
-            sh("ip", "link", "add", "eth0", "netns", n.netns, "type", "veth", "peer", "name", f"f{n.index}",
-               "netns", self.fabric)  # fmt: skip
+            sh("ip", "link", "add", "eth0", "address", n.mac, "netns", n.netns, "type", "veth", "peer", "name",
+               f"f{n.index}", "netns", self.fabric)  # fmt: skip
             ip_batch(self.fabric, [f"link set f{n.index} master br0", f"link set f{n.index} up"])
             lines = [f"addr add {n.underlay_ip}/24 dev eth0", "link set eth0 up"]
             if n.cni == "flannel":
@@ -160,8 +165,27 @@ class Topology:
                     ip_batch(p.netns, [f"addr add {p.ip}/32 dev eth0", "link set eth0 up",
                                        f"route add {n.gateway} dev eth0 scope link",
                                        f"route add default via {n.gateway} dev eth0"])  # fmt: skip
+        self._static_neighbours()
         if self.with_service:
             self._service()
+
+    def _static_neighbours(self) -> None:
+        """Permanent ARP entries for every other node and static bridge FDB entries, as Flannel's VXLAN backend
+        programs them for remote nodes. Without them, a matrix over 100 nodes floods the fabric with broadcast ARP
+        (every node resolving 99 others at once, each request copied to 100 ports) and the kernel's per-CPU input
+        backlog (net.core.netdev_max_backlog, a host-wide setting this topology must not touch) drops most of it."""
+        for n in self.nodes:
+            ip_batch(n.netns, [f"neigh replace {m.underlay_ip} lladdr {m.mac} dev eth0 nud permanent"
+                               for m in self.nodes if m is not n])  # fmt: skip
+        proc = subprocess.run(
+            ["bridge", "-n", self.fabric, "-batch", "-"],
+            input="".join(f"fdb replace {n.mac} dev f{n.index} master static\n" for n in self.nodes),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"bridge -n {self.fabric} -batch: {proc.stderr.strip()}")
 
     @staticmethod
     def _iptables(netns: str, *args: str) -> None:

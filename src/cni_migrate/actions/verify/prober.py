@@ -68,7 +68,10 @@ class ProbeServer:
         self._server: asyncio.Server | None = None
 
     async def start(self, host: str, port: int) -> int:
-        self._server = await asyncio.start_server(self._serve, host, port, limit=MAX_LINE, reuse_address=True)
+        # Every other prober may connect at once (the matrix of a large cluster): a deep accept queue.
+        self._server = await asyncio.start_server(
+            self._serve, host, port, limit=MAX_LINE, reuse_address=True, backlog=4096
+        )
         return int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:
