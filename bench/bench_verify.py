@@ -29,11 +29,10 @@ from _harness import ROOT
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from netns_verify.topology import Topology  # noqa: E402
-
-from cni_migrate.actions.verify.matrix import run_matrix  # noqa: E402
-from cni_migrate.actions.verify.monitor import DisruptionMonitor, MonitorSettings  # noqa: E402
-from cni_migrate.actions.verify.prober import Identity, ProbeServer, tcp_identity  # noqa: E402
+from cni_migrate.actions.verify.matrix import run_matrix
+from cni_migrate.actions.verify.monitor import DisruptionMonitor, MonitorSettings
+from cni_migrate.actions.verify.prober import Identity, ProbeServer, tcp_identity
+from netns_verify.topology import Topology
 
 TICKS = os.sysconf("SC_CLK_TCK")
 # Per probe. With 2 s, a few hundred of the 9,900 first connections time out on this 2-core machine shared with other
@@ -144,9 +143,9 @@ def main() -> int:
         finally:
             topo.destroy()
             left = topo.leftovers()
-            if left:
-                print(json.dumps({"bench": "verify", "leftover_namespaces": left}))
-                return 1
+    if left:
+        print(json.dumps({"bench": "verify", "leftover_namespaces": left}))
+        return 1
     return 0
 
 
