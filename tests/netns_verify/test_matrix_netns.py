@@ -83,6 +83,7 @@ def test_mixed_cni_rolling_migration_reports_snat_as_a_warning(workdir: Path) ->
             service=(SERVICE_IP, SERVICE_PORT),
             node_port=NODE_PORT,
             nodes=tuple(NodeAddress(n.name, n.underlay_ip) for n in topo.nodes),
+            ping=True,
         )
         run = matrix(topo, targets, timeout=1.0)
         report = run.report
@@ -110,6 +111,10 @@ def test_mixed_cni_rolling_migration_reports_snat_as_a_warning(workdir: Path) ->
         assert len(warnings) == 2 and all(f.severity == "warning" for f in warnings)
         assert "192.168.100.10" in next(w.message for w in warnings if "from flannel pods" in w.message)
         kinds = {s.kind: s for s in report.summary}
+        # The seed's own proof: ICMP echo between Flannel and Cilium pods, both ways, answered.
+        assert kinds["pod-ping"].ok == kinds["pod-ping"].total == 56
+        cross_pings = [c for c in report.cells if c.kind == "pod-ping" and c.source_cni != c.target_cni]
+        assert len(cross_pings) == 32 and all(c.ok and c.latency_ms for c in cross_pings)
         assert kinds["pod-service"].ok == 8 and kinds["pod-nodeport"].ok == 32 and kinds["node-pod"].ok == 32
         # The Service really balanced: answers came from more than one backend.
         assert len({c.answered_by for c in report.cells if c.kind in ("pod-service", "pod-nodeport")}) > 1

@@ -152,6 +152,8 @@ class Topology:
             self._iptables(n.netns, "-t", "nat", "-A", "POSTROUTING", "-s", rng, "!", "-d", rng, "-j", "MASQUERADE")
             for j, p in enumerate(n.pods):
                 self._netns(p.netns)
+                # As container runtimes do for pods: unprivileged ICMP sockets (ping) for every group.
+                sh("ip", "netns", "exec", p.netns, "sysctl", "-qw", "net.ipv4.ping_group_range=0 2147483647")
                 host_if = f"p{j}"
                 sh("ip", "link", "add", "eth0", "netns", p.netns, "type", "veth", "peer", "name", host_if,
                    "netns", n.netns)  # fmt: skip

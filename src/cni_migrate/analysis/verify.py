@@ -19,10 +19,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-CellKind = Literal["pod-pod", "pod-service", "pod-nodeport", "node-pod", "pod-apiserver", "pod-dns"]
-CELL_KINDS: tuple[CellKind, ...] = ("pod-pod", "pod-service", "pod-nodeport", "node-pod", "pod-apiserver", "pod-dns")
+CellKind = Literal["pod-pod", "pod-ping", "pod-service", "pod-nodeport", "node-pod", "pod-apiserver", "pod-dns"]
+CELL_KINDS: tuple[CellKind, ...] = (
+    "pod-pod", "pod-ping", "pod-service", "pod-nodeport", "node-pod", "pod-apiserver", "pod-dns"
+)  # fmt: skip
 ARROWS: dict[str, str] = {
     "pod-pod": "pod → pod",
+    "pod-ping": "pod → pod (ICMP echo)",
     "pod-service": "pod → ClusterIP",
     "pod-nodeport": "pod → NodePort",
     "node-pod": "node → pod",
@@ -59,13 +62,15 @@ class MatrixTargets:
     nodes: tuple[NodeAddress, ...] = ()
     apiserver: tuple[str, int] | None = None
     dns_names: tuple[str, ...] = ()
+    #: Also an ICMP echo between every pod pair (informational: it needs unprivileged ICMP in the pods).
+    ping: bool = False
 
 
 @dataclass(frozen=True)
 class PlannedProbe:
     id: str
     kind: CellKind
-    probe: Literal["tcp", "tls", "dns"]
+    probe: Literal["tcp", "tls", "dns", "icmp"]
     host: str
     port: int | None
     target: str
@@ -109,6 +114,11 @@ def plan_probes(endpoints: Sequence[Endpoint], targets: MatrixTargets | None = N
                 probes.append(
                     PlannedProbe(f"pp:{dst.name}", "pod-pod", "tcp", dst.ip, dst.port, dst.name, dst.node, dst.cni)
                 )
+        if targets.ping:
+            for dst in pods:
+                if dst.name != src.name:
+                    probes.append(PlannedProbe(f"ping:{dst.name}", "pod-ping", "icmp", dst.ip, None, dst.name,
+                                               dst.node, dst.cni, required=False))  # fmt: skip
         if targets.service is not None:
             ip, port = targets.service
             probes.append(PlannedProbe("svc", "pod-service", "tcp", ip, port, "service"))
@@ -294,6 +304,17 @@ def analyze_matrix(cells: Sequence[Cell], *, unprobed_nodes: Mapping[str, str] |
                     message=f"{ARROWS[kind]}: {len(path_failed)} of {len(group)} failed: "
                     + _describe_failures(path_failed),
                     cells=len(path_failed),
+                )
+            )
+        optional_failed = [c for c in failed if not c.required]
+        if optional_failed:
+            findings.append(
+                Finding(
+                    severity="warning",
+                    code="optional-path-failed",
+                    message=f"{ARROWS[kind]}: {len(optional_failed)} of {len(group)} failed: "
+                    + _describe_failures(optional_failed),
+                    cells=len(optional_failed),
                 )
             )
         if unreachable:

@@ -8,6 +8,7 @@ a batch crossed a limit; 2 bad input, a cluster that refuses the probes, or an u
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import sys
 import time
@@ -192,6 +193,9 @@ def verify(
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds per probe")] = 2.0,
     ready_timeout: ReadyTimeoutOpt = 180.0,
     all_cells: Annotated[bool, typer.Option("--all-cells", help="Show every cell, not only the failed ones")] = False,
+    ping: Annotated[
+        bool, typer.Option("--ping", help="Also ICMP echo between every pod pair (needs unprivileged ICMP in pods)")
+    ] = False,
     keep: KeepOpt = False,
 ) -> None:
     """Deploy probes, measure the connectivity matrix (pod ↔ pod on every node pair, ClusterIP, NodePort on every
@@ -216,6 +220,8 @@ def verify(
             try:
                 agents = dep_mod.agents(cluster, deployment, cidrs, old_cni)
                 targets = dep_mod.matrix_targets(cluster, deployment)
+                if ping:
+                    targets = dataclasses.replace(targets, ping=True)
                 skipped = deployment.nodes.skipped if deployment.nodes else {}
                 run = asyncio.run(run_matrix(agents, targets, timeout=timeout, unprobed_nodes=skipped))
             finally:

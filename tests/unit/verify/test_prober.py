@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def test_outage_accounting_takes_results_in_send_order() -> None:
     [
         ("x", "targets: expected a list"),
         ([{"host": "a"}], "targets[0]: expected an object with id and host"),
-        ([{"id": 1, "host": "a", "kind": "icmp", "port": 1}], "targets[0].kind: expected one of"),
+        ([{"id": 1, "host": "a", "kind": "sctp", "port": 1}], "targets[0].kind: expected one of"),
         ([{"id": 1, "host": "a", "port": 70000}], "targets[0].port: expected an integer 1-65535"),
         ([{"id": 1, "host": "a", "port": "80"}], "targets[0].port"),
     ],
@@ -108,3 +109,12 @@ def test_unprobeable_kind_and_garbage_answers() -> None:
         parse_http_response(b"HTTP/1.1 200 OK\r\n", "x")
     with pytest.raises(AgentUnreachable, match="not JSON"):
         parse_http_response(b"HTTP/1.1 200 OK\r\n\r\n<html>", "x")
+
+
+def test_icmp_echo_or_a_clear_refusal() -> None:
+    lo, hi = (int(x) for x in Path("/proc/sys/net/ipv4/ping_group_range").read_text().split())
+    r = asyncio.run(run_probe({"id": "p", "kind": "icmp", "host": "127.0.0.1"}, 1.0))
+    if lo <= os.getgid() <= hi:
+        assert r["ok"] and r["latency_ms"] > 0
+    else:  # this machine's own namespace keeps ICMP sockets closed: the error says why
+        assert not r["ok"] and "ping_group_range" in r["error"]

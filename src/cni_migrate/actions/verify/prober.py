@@ -6,7 +6,7 @@ It has three parts, all on one event loop:
   monitor connect to, directly, through the probe Service (ClusterIP) or a NodePort;
 * the **probe client** runs the probes a controller asks for (``POST /probe``): TCP request/response to another
   prober (latency, and the source address that server saw: SNAT shows here), a TLS handshake (the API server
-  through the ``kubernetes`` Service) and a DNS lookup;
+  through the ``kubernetes`` Service), a DNS lookup and an ICMP echo (an unprivileged ICMP socket);
 * the **monitor** (``POST /monitor/start``, ``GET /monitor/poll``, ``POST /monitor/stop``): long-lived TCP
   connections with heartbeats, and a steady stream of short requests (a new connection each, so a Service's load
   balancing and conntrack are exercised every time); it counts broken connections, failed requests and outages.
@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
 import socket
 import ssl
+import struct
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -45,7 +47,8 @@ CONTROL_PORT = 7311
 MAX_LINE = 4096
 MAX_BODY = 8 * 1024 * 1024
 MAX_TARGETS = 20_000
-KINDS = frozenset({"tcp", "tls", "dns", "connect"})
+KINDS = frozenset({"tcp", "tls", "dns", "connect", "icmp"})
+PORTLESS = frozenset({"dns", "icmp"})
 
 Json = dict[str, Any]
 
@@ -149,6 +152,35 @@ async def tcp_identity(host: str, port: int, token: str, timeout: float) -> tupl
     return elapsed, answer
 
 
+_icmp_seq = itertools.count(1)
+
+
+async def icmp_echo(host: str, timeout: float) -> float:
+    """One ICMP echo over an unprivileged ICMP socket (needs the process's group in net.ipv4.ping_group_range,
+    which container runtimes open for pods); the seconds until the reply."""
+    loop = asyncio.get_running_loop()
+    seq = next(_icmp_seq) & 0xFFFF
+    async with asyncio.timeout(timeout):
+        infos = await loop.getaddrinfo(host, None, family=socket.AF_INET, type=socket.SOCK_DGRAM)
+        addr = infos[0][4][0]
+        try:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP)
+        except PermissionError as e:
+            raise PermissionError("ICMP sockets not permitted (net.ipv4.ping_group_range)") from e
+        try:
+            sock.setblocking(False)
+            t0 = time.perf_counter()
+            # type 8 (echo request); the kernel sets the identifier and the checksum of an ICMP socket's packets
+            # One small datagram on a fresh socket never blocks (and uvloop has no sock_sendto).
+            sock.sendto(struct.pack("!BBHHH", 8, 0, 0, 0, seq) + b"cni-migrate", (addr, 0))
+            while True:
+                data = await loop.sock_recv(sock, 2048)
+                if len(data) >= 8 and data[0] == 0 and struct.unpack("!H", data[6:8])[0] == seq:
+                    return time.perf_counter() - t0
+        finally:
+            sock.close()
+
+
 _TLS = ssl.create_default_context()
 _TLS.check_hostname = False
 _TLS.verify_mode = ssl.CERT_NONE  # reachability of the API server's TLS endpoint, not its identity
@@ -172,6 +204,9 @@ async def run_probe(target: Json, timeout: float) -> Json:
                 )
             result.update(ok=True, latency_ms=round((time.perf_counter() - t0) * 1000, 3))
             await _close(writer)
+        elif kind == "icmp":
+            elapsed = await icmp_echo(host, timeout)
+            result.update(ok=True, latency_ms=round(elapsed * 1000, 3))
         elif kind == "dns":
             loop = asyncio.get_running_loop()
             async with asyncio.timeout(timeout):
@@ -209,7 +244,7 @@ def validate_targets(raw: Any) -> list[Json]:
         kind = t.get("kind", "tcp")
         if kind not in KINDS:
             raise ValueError(f"targets[{i}].kind: expected one of {', '.join(sorted(KINDS))}")
-        if kind != "dns":
+        if kind not in PORTLESS:
             port = t.get("port")
             if not isinstance(port, int) or not 0 < port < 65536:
                 raise ValueError(f"targets[{i}].port: expected an integer 1-65535")
@@ -547,6 +582,8 @@ class Agent:
             return 200, await route(body)
         except (ValueError, TypeError, KeyError, ProbeError) as e:
             return 400, {"error": str(e)}
+        except Exception as e:  # a bug must be an answer, not a dropped connection
+            return 500, {"error": f"{type(e).__name__}: {e}"}
 
 
 def _identity(args: argparse.Namespace) -> Identity:
