@@ -182,3 +182,18 @@ def test_all_nodes_tainted_is_a_clear_error(
     )  # fmt: skip
     assert result.exit_code == 2, result.output
     assert "no node to probe" in result.stderr and "pass --tolerate maintenance to probe it" in result.stderr
+
+
+def test_monitor_without_reachable_probers_is_a_clear_error_and_cleans_up(
+    control_plane: ControlPlane, fake_nodes: FakeNodes, verifier: tuple[Path, str]
+) -> None:
+    kubeconfig, probe_ns = verifier
+    fake_nodes.create("m")
+    result = CliRunner().invoke(
+        app,
+        ["--kubeconfig", str(kubeconfig), "monitor", "-n", probe_ns, "--duration", "1", "--node-selector",
+         f"{TEST_LABEL}={fake_nodes.prefix}"],
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "no prober started monitoring" in result.stderr and "Traceback" not in result.output
+    assert _probe_objects(control_plane, probe_ns) == ([], [], [])
