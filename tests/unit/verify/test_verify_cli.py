@@ -6,10 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 from typer.testing import CliRunner
 
 from cni_migrate.actions.verify.deploy import ProbeConfig, VerifyInputError, manifests, namespace_manifest, select_nodes
+from cni_migrate.analysis.verify import BatchAccumulator, Endpoint, analyze_matrix, cells_from_results, plan_probes
 from cni_migrate.cli.main import app
+from cni_migrate.cli.verify import _batch_table, _render_matrix
 
 runner = CliRunner()
 
@@ -102,3 +105,38 @@ def test_node_selection() -> None:
         select_nodes(nodes, ProbeConfig(nodes=("zz",)))
     with pytest.raises(VerifyInputError, match="no node to probe"):
         select_nodes(nodes, ProbeConfig(nodes=("b",)))
+
+
+PODS = [
+    Endpoint("a", "n1", "10.244.1.5", 7310, cni="flannel"),
+    Endpoint("b", "n2", "10.244.2.5", 7310, cni="flannel"),
+    Endpoint("c", "n3", "172.20.3.5", 7310, cni="cilium"),
+]
+
+
+def _ok(pid: str, seen: str) -> dict:
+    return {"id": pid, "ok": True, "latency_ms": 1.5, "seen_source": seen, "server": {"pod": "x"}}
+
+
+def _stream(sid: str, ok: int, failed: int, gaps: list[float]) -> dict:
+    return {"id": sid, "sent": ok + failed, "ok": ok, "failed": failed, "gaps": gaps, "outage_for": None}
+
+
+def test_table_rendering_shows_summary_cni_pairs_grid_and_failures() -> None:
+    plan = plan_probes(PODS)
+    cells = cells_from_results(PODS[0], plan["a"], [_ok("pp:b", "10.244.1.5"), _ok("pp:c", "192.168.0.1")])
+    cells += cells_from_results(PODS[1], plan["b"], [_ok("pp:a", "10.244.2.5"), {"id": "pp:c", "ok": False,
+                                                                                  "error": "timeout"}])  # fmt: skip
+    report = analyze_matrix(cells)
+    console = Console(record=True, width=200)
+    _render_matrix(console, report, all_cells=False)
+    text = console.export_text()
+    assert "pod → pod" in text and "3/4" in text and "flannel" in text and "cilium" in text
+    assert "pod → pod by node" in text and "Failed cells" in text and "timeout" in text
+    assert "required paths failed" in text and "source-NATed" in text
+    acc = BatchAccumulator("batch-1", now=0.0)
+    acc.ingest("a", {"streams": [_stream("s", 99, 1, [])], "held": []})
+    console = Console(record=True, width=200)
+    console.print(_batch_table(acc.snapshot(now=5.0), ["x"]))
+    text = console.export_text()
+    assert "batch batch-1" in text and "1.00%" in text
