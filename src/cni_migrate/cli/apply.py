@@ -245,7 +245,9 @@ def apply(
     ] = None,
     skip_checks: Annotated[
         list[str] | None,
-        typer.Option("--skip-checks", help="do not run these check classes: exec,node,nodeport,cni (reported as not run)"),
+        typer.Option(
+            "--skip-checks", help="do not run these check classes: exec,node,nodeport,cni (reported as not run)"
+        ),
     ] = None,
     finalizer_grace: Annotated[
         float | None,

@@ -26,6 +26,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "apply": ("cni_migrate.cli.apply", "apply"),
     "status": ("cni_migrate.cli.apply", "status"),
     "rollback": ("cni_migrate.cli.apply", "rollback"),
+    "verify": ("cni_migrate.cli.verify", "verify"),
+    "monitor": ("cni_migrate.cli.verify", "monitor"),
 }
 
 
