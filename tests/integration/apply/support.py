@@ -107,7 +107,7 @@ def load_example(cp: ControlPlane, name: str, plan: Plan | None = None) -> Clust
         cp.create_fake_node(
             meta["name"],
             labels=meta.get("labels") or {},
-            taints=[(t["key"], t.get("value"), t["effect"]) for t in spec.get("taints") or []],
+            taints=[{k: v for k, v in t.items() if k in ("key", "value", "effect")} for t in spec.get("taints") or []],
             kernel_version=(status.get("nodeInfo") or {}).get("kernelVersion", "6.1.0"),
             internal_ip=ip,
             pod_cidr=spec.get("podCIDR"),
@@ -354,6 +354,29 @@ ip link add flannel.1 type vxlan id 1 dstport 8472 nolearning local 127.0.0.{vte
 ip link set flannel.1 up
 iptables -t nat -N FLANNEL-POSTRTG && iptables -t nat -A POSTROUTING -j FLANNEL-POSTRTG
 iptables -N FLANNEL-FWD && iptables -A FORWARD -j FLANNEL-FWD
+iptables -N HOST-OWN && iptables -A INPUT -j HOST-OWN && iptables -A HOST-OWN -p tcp --dport 22 -j ACCEPT
+""",
+    )
+
+
+def seed_calico_like(sandbox: NodeSandbox, node: str, block: str, peer_block: str) -> None:
+    """What calico-node (BGP, no encapsulation) leaves on a node, as its code writes it: the CNI config
+    (10-calico.conflist), a workload veth cali<hash>, BIRD's routes (proto bird) to a peer's block and the
+    blackhole route of its own block, and Felix's cali-* chains jumped to from the built-in ones. The node agent's
+    tests (issue 12) check this state element by element; here it only has to be there to be cleaned."""
+    conf = json.dumps({"name": "k8s-pod-network", "cniVersion": "0.3.1", "plugins": [{"type": "calico"}]})
+    sandbox.seed(
+        node,
+        f"""
+mkdir -p /etc/cni/net.d /var/lib/calico
+printf '%s' {shlex.quote(conf)} > /etc/cni/net.d/10-calico.conflist
+echo {shlex.quote(node)} > /var/lib/calico/nodename
+ip link add eth0 type bridge && ip addr add 192.0.2.10/24 dev eth0 && ip link set eth0 up
+ip link add cali1a2b3c4d5e6 type veth peer name calipeer0 && ip link set cali1a2b3c4d5e6 up
+ip route add blackhole {block} proto bird
+ip route add {peer_block} via 192.0.2.20 dev eth0 proto bird
+iptables -N cali-INPUT && iptables -A INPUT -j cali-INPUT
+iptables -t nat -N cali-nat-outgoing && iptables -t nat -A POSTROUTING -j cali-nat-outgoing
 iptables -N HOST-OWN && iptables -A INPUT -j HOST-OWN && iptables -A HOST-OWN -p tcp --dport 22 -j ACCEPT
 """,
     )
