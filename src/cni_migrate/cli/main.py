@@ -19,6 +19,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "lint": ("cni_migrate.cli.lint", "lint"),
     "plan": ("cni_migrate.cli.plan", "plan"),
     "ipam": ("cni_migrate.cli.ipam", "app"),
+    "node": ("cni_migrate.cli.node", "app"),
 }
 
 

@@ -32,8 +32,10 @@ _FLANNEL_LINK = re.compile(r"^(flannel(-v6)?\.\d+|flannel-wg(-v6)?|cni0)$")
 # kube-proxy: pkg/proxy/ipvs (kube-ipvs0, KUBE-* ipsets), pkg/proxy/iptables and ipvs (KUBE-* chains),
 # pkg/proxy/nftables (table "kube-proxy" in ip and ip6).
 _KUBE_PROXY_LINKS = {"kube-ipvs0"}
-# Chains kubelet creates and keeps using after kube-proxy is gone (pkg/kubelet/kubelet_network_linux.go).
-KUBELET_CHAINS = frozenset({"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY", "KUBE-FIREWALL"})
+# Chains kubelet creates and keeps using after kube-proxy is gone (pkg/kubelet/kubelet_network_linux.go):
+# KUBE-FIREWALL only for IPv4 ("ipv6 doesn't have this issue"); kube-proxy's IPv6 KUBE-FIREWALL is its own.
+KUBELET_CHAINS = frozenset({"KUBE-IPTABLES-HINT", "KUBE-KUBELET-CANARY"})
+KUBELET_CHAINS_IPV4 = KUBELET_CHAINS | {"KUBE-FIREWALL"}
 
 ROUTE_PROTO_BIRD = 12
 ROUTE_PROTO_CALICO = 80
@@ -52,12 +54,12 @@ _CNI_FILE = {
 }
 
 
-def chain_owner(chain: str) -> Owner | None:
+def chain_owner(chain: str, family: str = "ipv4") -> Owner | None:
     if chain.startswith("cali-"):
         return Owner.calico
     if chain.startswith("FLANNEL-"):
         return Owner.flannel
-    if chain.startswith("KUBE-") and chain not in KUBELET_CHAINS:
+    if chain.startswith("KUBE-") and chain not in (KUBELET_CHAINS_IPV4 if family == "ipv4" else KUBELET_CHAINS):
         return Owner.kube_proxy
     return None
 

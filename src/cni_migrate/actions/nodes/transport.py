@@ -8,6 +8,9 @@ PodSecurity, ssh authentication) raises :class:`TransportError`; a script that r
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -42,12 +45,19 @@ class NodeTransport(Protocol):
 
 class LocalTransport:
     """Run on this machine: in the network namespace mapped to the node (tests, one netns per simulated node),
-    or directly when no mapping is given (an SRE running the agent on the node itself)."""
+    or directly when no mapping is given (an SRE running the agent on the node itself).
+
+    ``node_env`` adds environment variables per node (tests give each simulated node its own file-system root
+    with ``CNI_MIGRATE_NODE_ROOT``). The script runs in its own process group; on timeout the whole group is
+    killed, so nothing of it outlives the call."""
 
     name = "local"
 
-    def __init__(self, node_netns: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, node_netns: Mapping[str, str] | None = None, node_env: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
         self._netns = dict(node_netns or {})
+        self._env = {k: dict(v) for k, v in (node_env or {}).items()}
 
     def run(self, node: str, script: str, *, timeout: float) -> CommandResult:
         argv = ["sh", "-c", script]
@@ -55,13 +65,26 @@ class LocalTransport:
             if node not in self._netns:
                 raise TransportError(f"local transport: node {node!r} has no network namespace mapped")
             argv = ["ip", "netns", "exec", self._netns[node], *argv]
+        env = {**os.environ, **self._env.get(node, {})}
         try:
-            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as e:
-            raise TransportError(f"local transport: node {node}: script timed out after {timeout:.0f} s") from e
+            proc = subprocess.Popen(
+                argv,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+                start_new_session=True,
+            )
         except OSError as e:
             raise TransportError(f"local transport: node {node}: cannot start {argv[0]}: {e}") from e
-        return CommandResult(node, proc.returncode, proc.stdout, proc.stderr)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise TransportError(f"local transport: node {node}: script timed out after {timeout:.0f} s") from e
+        return CommandResult(node, proc.returncode, out, err)
 
     def close(self) -> None:
         return None
