@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # The Debian tools the node agent drives and its netns tests need; apt-get only runs when one is missing.
-NODE_TOOLS := iptables-save:iptables ipset:ipset nft:nftables ip:iproute2
+NODE_TOOLS := iptables-save:iptables ipset:ipset nft:nftables ip:iproute2 ping:iputils-ping
 node-tools:
 	@missing=""; for t in $(NODE_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
 	if [ -n "$$missing" ]; then \

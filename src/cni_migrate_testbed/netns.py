@@ -231,8 +231,8 @@ class NetnsLab:
 
     def start_flannel(self, node: NodeNs, kubeconfig: Path, *, network: str = "10.244.0.0/16",
                       backend: str = "vxlan") -> subprocess.Popen[bytes]:
-        conf = node.root / "etc/kube-flannel/net-conf.json"
-        conf.parent.mkdir(parents=True, exist_ok=True)
+        # In a cluster this is the kube-flannel-cfg ConfigMap mounted into the pod, not a file of the node.
+        conf = self.workdir / f"flannel-{node.name}-net-conf.json"
         conf.write_text(json.dumps({"Network": network, "Backend": {"Type": backend}}))
         binary = cache_dir() / "bin" / "flanneld"
         argv = [str(binary), "--kube-subnet-mgr", f"--kubeconfig-file={kubeconfig}", "--iface=eth0", "--ip-masq",
