@@ -13,6 +13,7 @@ The host's own network namespace is never touched: every link is created inside 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import json
@@ -102,10 +103,8 @@ class NetnsLab:
     def stop(self) -> None:
         self._stop.set()
         for s in self._servers:
-            try:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
         for p in self._procs:
             self._kill(p)
         for ns in [*(n.netns for n in self.nodes), *self.extra_netns]:
@@ -120,10 +119,8 @@ class NetnsLab:
                 os.killpg(p.pid, signal.SIGTERM)
                 p.wait(5)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 p.wait(5)
 
     def leftovers(self) -> list[str]:
@@ -136,11 +133,26 @@ class NetnsLab:
 
     # ------------------------------------------------------------ running things
 
-    def run_in(self, netns: str, argv: Sequence[str], *, check: bool = True, env: dict[str, str] | None = None,
-               stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run_in(
+        self,
+        netns: str,
+        argv: Sequence[str],
+        *,
+        check: bool = True,
+        env: dict[str, str] | None = None,
+        stdin: str | None = None,
+        timeout: float = 60,
+    ) -> subprocess.CompletedProcess[str]:
         full_env = {**os.environ, **(env or {})}
-        proc = subprocess.run(["ip", "netns", "exec", netns, *argv], capture_output=True, text=True, env=full_env,
-                              input=stdin, timeout=timeout, check=False)
+        proc = subprocess.run(
+            ["ip", "netns", "exec", netns, *argv],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            input=stdin,
+            timeout=timeout,
+            check=False,
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"{netns}: {' '.join(argv)}: exit {proc.returncode}: {proc.stderr.strip()}")
         return proc
@@ -151,11 +163,17 @@ class NetnsLab:
     def sh(self, node: NodeNs, script: str, **kw: Any) -> subprocess.CompletedProcess[str]:
         return self.run(node, ["sh", "-ec", script], **kw)
 
-    def popen(self, node: NodeNs, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
-              ) -> subprocess.Popen[bytes]:
+    def popen(
+        self, node: NodeNs, argv: Sequence[str], log: Path, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         f = log.open("ab")
-        p = subprocess.Popen(["ip", "netns", "exec", node.netns, *argv], stdout=f, stderr=subprocess.STDOUT,
-                             env={**os.environ, **(env or {})}, start_new_session=True)
+        p = subprocess.Popen(
+            ["ip", "netns", "exec", node.netns, *argv],
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            start_new_session=True,
+        )
         f.close()
         self._procs.append(p)
         return p
@@ -165,8 +183,17 @@ class NetnsLab:
 
     # ------------------------------------------------------------ pods
 
-    def add_pod(self, node: NodeNs, name: str, pod_ip: str, gateway: str, *, host_if: str,
-                bridge: str | None = None, prefixlen: int = 24) -> str:
+    def add_pod(
+        self,
+        node: NodeNs,
+        name: str,
+        pod_ip: str,
+        gateway: str,
+        *,
+        host_if: str,
+        bridge: str | None = None,
+        prefixlen: int = 24,
+    ) -> str:
         """A pod: its own namespace with eth0, the host end ``host_if`` in the node (on ``bridge`` if given,
         as the bridge CNI plugin does; else routed, as Calico's CNI plugin does)."""
         ns = f"{self.prefix}-{name}"
@@ -212,31 +239,44 @@ class NetnsLab:
 
     # ------------------------------------------------------------ real node components
 
-    def start_kube_proxy(self, node: NodeNs, kubeconfig: Path, *, mode: str = "iptables",
-                         cluster_cidr: str = "10.244.0.0/16") -> subprocess.Popen[bytes]:
+    def start_kube_proxy(
+        self, node: NodeNs, kubeconfig: Path, *, mode: str = "iptables", cluster_cidr: str = "10.244.0.0/16"
+    ) -> subprocess.Popen[bytes]:
         cfg = self.workdir / f"kube-proxy-{node.name}.yaml"
-        cfg.write_text(json.dumps({
-            "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
-            "kind": "KubeProxyConfiguration",
-            "clientConnection": {"kubeconfig": str(kubeconfig)},
-            "hostnameOverride": node.name,
-            "mode": mode,
-            "clusterCIDR": cluster_cidr,
-            "conntrack": {"maxPerCore": 0, "min": 0},
-            "metricsBindAddress": "127.0.0.1:10249",
-            "healthzBindAddress": "127.0.0.1:10256",
-        }))
+        cfg.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "kubeproxy.config.k8s.io/v1alpha1",
+                    "kind": "KubeProxyConfiguration",
+                    "clientConnection": {"kubeconfig": str(kubeconfig)},
+                    "hostnameOverride": node.name,
+                    "mode": mode,
+                    "clusterCIDR": cluster_cidr,
+                    "conntrack": {"maxPerCore": 0, "min": 0},
+                    "metricsBindAddress": "127.0.0.1:10249",
+                    "healthzBindAddress": "127.0.0.1:10256",
+                }
+            )
+        )
         binary = cache_dir() / "bin" / "kube-proxy"
         return self.popen(node, [str(binary), f"--config={cfg}", "-v=2"], self.workdir / f"kube-proxy-{node.name}.log")
 
-    def start_flannel(self, node: NodeNs, kubeconfig: Path, *, network: str = "10.244.0.0/16",
-                      backend: str = "vxlan") -> subprocess.Popen[bytes]:
+    def start_flannel(
+        self, node: NodeNs, kubeconfig: Path, *, network: str = "10.244.0.0/16", backend: str = "vxlan"
+    ) -> subprocess.Popen[bytes]:
         # In a cluster this is the kube-flannel-cfg ConfigMap mounted into the pod, not a file of the node.
         conf = self.workdir / f"flannel-{node.name}-net-conf.json"
         conf.write_text(json.dumps({"Network": network, "Backend": {"Type": backend}}))
         binary = cache_dir() / "bin" / "flanneld"
-        argv = [str(binary), "--kube-subnet-mgr", f"--kubeconfig-file={kubeconfig}", "--iface=eth0", "--ip-masq",
-                f"--net-config-path={conf}", f"--subnet-file={node.root / 'run/flannel/subnet.env'}"]
+        argv = [
+            str(binary),
+            "--kube-subnet-mgr",
+            f"--kubeconfig-file={kubeconfig}",
+            "--iface=eth0",
+            "--ip-masq",
+            f"--net-config-path={conf}",
+            f"--subnet-file={node.root / 'run/flannel/subnet.env'}",
+        ]
         return self.popen(node, argv, self.workdir / f"flannel-{node.name}.log", env={"NODE_NAME": node.name})
 
 
@@ -275,10 +315,8 @@ def _pump(src: socket.socket, dst: socket.socket) -> None:
         pass
     finally:
         for s in (src, dst):
-            try:
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
 
 def wait_until(check: Any, timeout: float = 60, what: str = "condition") -> Any:
@@ -297,8 +335,10 @@ def wait_until(check: Any, timeout: float = 60, what: str = "condition") -> Any:
 _IPT_TABLES_OF_IPTABLES_NFT = {("ip", t) for t in ("filter", "nat", "mangle", "raw", "security")} | {
     ("ip6", t) for t in ("filter", "nat", "mangle", "raw", "security")
 }
-_LINK_VOLATILE = re.compile(r"(^|_)(ifindex|link_index|stats\d*|timer|link_netnsid|txqlen|operstate|"
-                            r"gc_timer|hello_timer|tcn_timer|topology_change_timer|group_fwd_mask)$")
+_LINK_VOLATILE = re.compile(
+    r"(^|_)(ifindex|link_index|stats\d*|timer|link_netnsid|txqlen|operstate|"
+    r"gc_timer|hello_timer|tcn_timer|topology_change_timer|group_fwd_mask)$"
+)
 
 
 def _drop_volatile(d: Any) -> Any:
@@ -314,10 +354,10 @@ def _iptables_norm(text: str) -> str:
     absent (iptables-nft shows a table once anything created it, and deleting the last rule leaves it)."""
     out: list[str] = []
     table: list[str] = []
-    for line in text.splitlines():
-        if line.startswith("#"):
+    for raw in text.splitlines():
+        if raw.startswith("#"):
             continue
-        line = re.sub(r"\[\d+:\d+\]", "[0:0]", line)
+        line = re.sub(r"\[\d+:\d+\]", "[0:0]", raw)
         table.append(line)
         if line == "COMMIT":
             body = table[1:-1]
@@ -331,6 +371,7 @@ def _iptables_norm(text: str) -> str:
 def node_snapshot(lab: NetnsLab, node: NodeNs) -> dict[str, Any]:
     """Links, addresses, routes, permanent neighbours, FDB, iptables (both backends, both families), ipsets,
     nftables tables (other than iptables-nft's) and the files under the node's root (minus backups)."""
+
     def out(*argv: str) -> str:
         p = lab.run(node, list(argv), check=False)
         return p.stdout if p.returncode == 0 else f"<exit {p.returncode}>"
@@ -353,9 +394,13 @@ def node_snapshot(lab: NetnsLab, node: NodeNs) -> dict[str, Any]:
         snap[save] = _iptables_norm(out(save))
     ruleset = json.loads(out("nft", "-j", "list", "ruleset") or "{}").get("nftables", [])
     snap["nft"] = sorted(
-        json.dumps(e, sort_keys=True) for e in ruleset
-        if "metainfo" not in e and (e.get(next(iter(e)), {}).get("family"),
-                                    e.get(next(iter(e)), {}).get("table", e.get(next(iter(e)), {}).get("name")))
+        json.dumps(e, sort_keys=True)
+        for e in ruleset
+        if "metainfo" not in e
+        and (
+            e.get(next(iter(e)), {}).get("family"),
+            e.get(next(iter(e)), {}).get("table", e.get(next(iter(e)), {}).get("name")),
+        )
         not in _IPT_TABLES_OF_IPTABLES_NFT
     )
     files = {}
@@ -383,5 +428,7 @@ def snapshot_diff(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
             diffs.append(f"{k}: only before {sorted(set(va) - set(vb))}, only after {sorted(set(vb) - set(va))}")
         else:
             la, lb = str(va).splitlines(), str(vb).splitlines()
-            diffs.append(f"{k}: only before {[x for x in la if x not in lb]}, only after {[x for x in lb if x not in la]}")
+            diffs.append(
+                f"{k}: only before {[x for x in la if x not in lb]}, only after {[x for x in lb if x not in la]}"
+            )
     return diffs

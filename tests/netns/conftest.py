@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 _HERE = Path(__file__).parent
 
 

@@ -64,7 +64,9 @@ def host_state(lab: NetnsLab, node: NodeNs) -> None:
         nft add rule inet host-fw input tcp dport 10250 counter accept
         """,
     )
-    (node.root / "etc/cni/net.d/99-loopback.conf").write_text('{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}\n')
+    (node.root / "etc/cni/net.d/99-loopback.conf").write_text(
+        '{"cniVersion": "1.0.0", "name": "lo", "type": "loopback"}\n'
+    )
 
 
 KUBELET = """*mangle

@@ -53,7 +53,9 @@ def test_flannel_vxlan_ping_clean_restore(lab: NetnsLab, control_plane: ControlP
         wait_until(lambda n=node: (n.root / "run/flannel/subnet.env").exists(), 60, f"{node.name} subnet.env")
         # cni0 and the pod's veth, as the bridge plugin makes them from Flannel's subnet.env.
         lab.sh(node, f"ip link add cni0 type bridge && ip addr add 10.244.{i}.1/24 dev cni0 && ip link set cni0 up")
-        pods.append(lab.add_pod(node, f"pod{i}", f"10.244.{i}.2", f"10.244.{i}.1", host_if=f"veth{i}pod", bridge="cni0"))
+        pods.append(
+            lab.add_pod(node, f"pod{i}", f"10.244.{i}.2", f"10.244.{i}.1", host_if=f"veth{i}pod", bridge="cni0")
+        )
         (node.root / "etc/cni/net.d/10-flannel.conflist").write_text(FLANNEL_CONFLIST)
     for node in lab.nodes:
         wait_until(lambda n=node: "flannel.1" in lab.run(n, ["ip", "route"]).stdout, 60, f"{node.name} vxlan routes")
@@ -73,7 +75,9 @@ def test_flannel_vxlan_ping_clean_restore(lab: NetnsLab, control_plane: ControlP
     assert diff == [], "\n".join(diff)
     assert not (node1.root / "run/flannel").exists()
     assert "FLANNEL" not in lab.run(node1, ["iptables-nft-save"]).stdout
-    assert "flannel.1" not in lab.run(node1, ["ip", "link"]).stdout and "cni0" not in lab.run(node1, ["ip", "link"]).stdout
+    assert (
+        "flannel.1" not in lab.run(node1, ["ip", "link"]).stdout and "cni0" not in lab.run(node1, ["ip", "link"]).stdout
+    )
 
     # After clean: a route installed as Cilium's native routing would (pod veth + /32 route, node routes via
     # eth0) carries traffic between new pod interfaces.
@@ -81,11 +85,14 @@ def test_flannel_vxlan_ping_clean_restore(lab: NetnsLab, control_plane: ControlP
         other = lab.nodes[2 - i]
         host_if = f"lxc{i}"
         ns = lab.add_pod(node, f"new{i}", f"10.244.{i}.20", "169.254.1.1", host_if=host_if, prefixlen=32)
-        lab.sh(node, f"""
+        lab.sh(
+            node,
+            f"""
             ip route add 10.244.{i}.20/32 dev {host_if} scope link
             ip addr add 169.254.1.1/32 dev {host_if}
             ip route add 10.244.{3 - i}.0/24 via {other.ip} dev eth0
-        """)
+        """,
+        )
         pods.append(ns)
     assert wait_until(lambda: ping(lab, pods[2], "10.244.2.20"), 20, "ping over the route installed after clean")
     lab.sh(node1, "ip link del lxc1 && ip route del 10.244.2.0/24")

@@ -50,9 +50,7 @@ def make_services(control_plane: ControlPlane, namespace: str) -> None:
         )
         client.create(
             EndpointSlice(
-                metadata=ObjectMeta(
-                    name=f"{name}-1", namespace=namespace, labels={"kubernetes.io/service-name": name}
-                ),
+                metadata=ObjectMeta(name=f"{name}-1", namespace=namespace, labels={"kubernetes.io/service-name": name}),
                 addressType="IPv4",
                 endpoints=[Endpoint(addresses=["10.244.2.5"]), Endpoint(addresses=["10.244.3.7"])],
                 ports=[EndpointPort(port=8080, protocol="TCP", name="")],
@@ -132,7 +130,7 @@ def test_clean_and_restore_calico_and_real_kube_proxy(
     assert [x.split(" ")[1] for x in rep["not_restorable"]] == ["cali1a2b3c4d5e6"]
     back = node_snapshot(lab, node)
     # The workload's veth (its peer was in the pod's namespace) and its /32 route are the only difference.
-    expected = {k: v for k, v in with_cni.items()}
+    expected = dict(with_cni.items())
     expected["links"] = {k: v for k, v in with_cni["links"].items() if k != "cali1a2b3c4d5e6"}
     expected["addresses"] = {k: v for k, v in with_cni["addresses"].items() if k != "cali1a2b3c4d5e6"}
     expected["routes4"] = [r for r in with_cni["routes4"] if "cali1a2b3c4d5e6" not in r]

@@ -119,7 +119,9 @@ def restore_cmd(
     ctx: typer.Context,
     root: Root = None,
     backup_dir: BackupDir = None,
-    backup_id: Annotated[str | None, typer.Option("--backup", help="Backup id (default: the first unrestored clean)")] = None,
+    backup_id: Annotated[
+        str | None, typer.Option("--backup", help="Backup id (default: the first unrestored clean)")
+    ] = None,
     dry_run: DryRun = False,
 ) -> None:
     """Put back what a clean removed, from its backup (checksums verified first)."""

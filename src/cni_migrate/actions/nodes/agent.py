@@ -21,6 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -237,9 +238,7 @@ def inspect(paths: NodePaths, owners: frozenset[Owner] = ALL_OWNERS) -> Report:
     report.changes = owned.changes("keep")
     report.found = {
         "iptables_backends": [b.label for b in owned.backends],
-        "counts": {
-            o.value: sum(1 for c in report.changes if c.owner == o.value) for o in sorted(owners, key=str)
-        },
+        "counts": {o.value: sum(1 for c in report.changes if c.owner == o.value) for o in sorted(owners, key=str)},
     }
     return report
 
@@ -314,7 +313,9 @@ def take_backup(paths: NodePaths, owned: Owned, purpose: str) -> Path:
             files.append({"path": str(p.relative_to(paths.root)), "owner": o.value, "dir": p.is_dir()})
         owned_doc = {
             "iptables": [fw.owned_to_json(t) for t in owned.iptables],
-            "ipsets": {n: {"lines": s.lines, "owner": s.owner.value if s.owner else None} for n, s in owned.ipsets.items()},
+            "ipsets": {
+                n: {"lines": s.lines, "owner": s.owner.value if s.owner else None} for n, s in owned.ipsets.items()
+            },
             "nft": [{"family": f, "name": n, "owner": o.value} for f, n, o in owned.nft],
             "links": owned.links,
             "addresses": [a for a in owned.netlink["addresses"] if a["link"] in {x["name"] for x in owned.links}],
@@ -369,6 +370,11 @@ def backup(paths: NodePaths, owners: frozenset[Owner] = ALL_OWNERS) -> Report:
 # ---------------------------------------------------------------- clean
 
 
+def _copy_file(src: Path, dest: Path) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(src, dest)
+
+
 def _pause(stage: str) -> None:
     if os.environ.get(PAUSE_ENV) == stage:
         print(f"cni-migrate node: paused after {stage} ({PAUSE_ENV})", file=sys.stderr, flush=True)
@@ -414,20 +420,20 @@ def _apply_clean(paths: NodePaths, owned: Owned, backup_path: Path) -> None:
     for b in owned.backends:
         if b.label in by_backend:
             script = fw.clean_script(by_backend[b.label])
-            _step(b.label, lambda b=b, s=script: fw.run_tool([b.restore, "--noflush"], stdin=s))
+            _step(b.label, partial(fw.run_tool, [b.restore, "--noflush"], stdin=script))
     _pause("iptables")
     for name in owned.ipsets:
-        _step(f"ipset {name}", lambda n=name: fw.run_tool(["ipset", "destroy", n]))
+        _step(f"ipset {name}", partial(fw.run_tool, ["ipset", "destroy", name]))
     for family, name, _ in owned.nft:
-        _step(f"nft table {family} {name}", lambda f=family, n=name: fw.run_tool(["nft", "delete", "table", f, n]))
+        _step(f"nft table {family} {name}", partial(fw.run_tool, ["nft", "delete", "table", family, name]))
     if owned.ipvs:
         _step("ipvs", lambda: fw.run_tool(["ipvsadm", "-C"]))
     _pause("firewall")
     for r in owned.routes:
         if not r["via_link"]:
-            _step("routes", lambda r=r: nl.delete_route(r))
+            _step("routes", partial(nl.delete_route, r))
     for x in owned.links:
-        _step("links", lambda x=x: nl.delete_link(x["name"]))
+        _step("links", partial(nl.delete_link, x["name"]))
     _pause("netlink")
     for p, _ in owned.files:
         copy = backup_path / "files" / p.relative_to(paths.root)
@@ -486,20 +492,20 @@ def restore(paths: NodePaths, *, backup_id: str | None = None, dry_run: bool = F
             continue
         addrs = [a for a in owned["addresses"] if a["link"] == x["name"]]
         report.changes.append(Change("link", "add", f"{x['name']} ({x['kind']})", x["owner"]))
-        actions.append(lambda x=x, a=addrs: nl.recreate_link(x, a))
+        actions.append(partial(nl.recreate_link, x, addrs))
     gone = {line.split(" ")[1] for line in report.not_restorable}
     cur_routes = {nl.route_text(r) for r in current["routes"]}
     for r in owned["routes"]:
         if r["proto"] == nl.RTPROT_KERNEL or r["oif"] in gone or nl.route_text(r) in cur_routes:
             continue
         report.changes.append(Change("route", "add", nl.route_text(r), r["owner"]))
-        actions.append(lambda r=r: nl.add_route(r))
+        actions.append(partial(nl.add_route, r))
     for n in owned["neighbours"]:
         if n["link"] not in gone:
-            actions.append(lambda n=n: nl.add_neighbour(n))
+            actions.append(partial(nl.add_neighbour, n))
     for f in owned["fdb"]:
         if f["link"] not in gone:
-            actions.append(lambda f=f: nl.add_fdb(f))
+            actions.append(partial(nl.add_fdb, f))
     if owned["ipsets"]:
         have = fw.parse_ipsets(fw.save_ipsets())
         lines = []
@@ -508,7 +514,8 @@ def restore(paths: NodePaths, *, backup_id: str | None = None, dry_run: bool = F
                 report.changes.append(Change("ipset", "add", name, s["owner"]))
                 lines += s["lines"]
         if lines:
-            actions.append(lambda t="\n".join(lines) + "\n": fw.run_tool(["ipset", "restore", "-exist"], stdin=t))
+            text = "\n".join(lines) + "\n"
+            actions.append(partial(fw.run_tool, ["ipset", "restore", "-exist"], stdin=text))
     saved_tables: dict[str, list[fw.OwnedTable]] = {}
     for t in owned["iptables"]:
         saved_tables.setdefault(t["backend"], []).append(fw.owned_from_json(t))
@@ -519,13 +526,13 @@ def restore(paths: NodePaths, *, backup_id: str | None = None, dry_run: bool = F
         script, n = fw.restore_script(tables, fw.parse_save(fw.run_tool([b.save])))
         if script:
             report.changes.append(Change(label, "add", f"{n} chains/jumps", None))
-            actions.append(lambda b=b, s=script: fw.run_tool([b.restore, "--noflush"], stdin=s))
+            actions.append(partial(fw.run_tool, [b.restore, "--noflush"], stdin=script))
     have_nft = set(fw.nft_tables())
     for t in owned["nft"]:
         if (t["family"], t["name"]) not in have_nft:
             report.changes.append(Change("nftables", "add", f"table {t['family']} {t['name']}", t["owner"]))
             f = src / "nft" / f"{t['family']}-{t['name']}.nft"
-            actions.append(lambda f=f: fw.run_tool(["nft", "-f", str(f)]))
+            actions.append(partial(fw.run_tool, ["nft", "-f", str(f)]))
     if (src / "ipvs.save").is_file():
         report.changes.append(Change("ipvs", "add", "IPVS virtual services", Owner.kube_proxy.value))
         actions.append(lambda: fw.run_tool(["ipvsadm", "-R"], stdin=(src / "ipvs.save").read_text()))
@@ -536,9 +543,9 @@ def restore(paths: NodePaths, *, backup_id: str | None = None, dry_run: bool = F
             continue
         report.changes.append(Change("file", "add", str(dest), entry["owner"]))
         if entry["dir"]:
-            actions.append(lambda c=copy, d=dest: shutil.copytree(c, d, symlinks=True))
+            actions.append(partial(shutil.copytree, copy, dest, symlinks=True))
         else:
-            actions.append(lambda c=copy, d=dest: (d.parent.mkdir(parents=True, exist_ok=True), shutil.copy2(c, d)))
+            actions.append(partial(_copy_file, copy, dest))
     if dry_run:
         return report
     for act in actions:

@@ -122,7 +122,9 @@ def _neighbours(ip: IPRoute, owned: dict[int, str]) -> tuple[list[Record], list[
     for idx, name in owned.items():
         for n in ip.get_neighbours(ifindex=idx):
             if n["state"] & NUD_PERMANENT and n.get("NDA_DST"):
-                neigh.append({"link": name, "family": n["family"], "dst": n.get("NDA_DST"), "lladdr": n.get("NDA_LLADDR")})
+                neigh.append(
+                    {"link": name, "family": n["family"], "dst": n.get("NDA_DST"), "lladdr": n.get("NDA_LLADDR")}
+                )
         try:
             entries = list(ip.fdb("dump", ifindex=idx))
         except NetlinkError:
@@ -245,11 +247,15 @@ def delete_link(name: str) -> bool:
         except NetlinkError as e:
             if e.code == 19:
                 return False
-            if e.code == 95 or e.code == 1:  # EOPNOTSUPP/EPERM: tunl0 and other fallback devices stay while loaded
+            if e.code in {95, 1}:  # EOPNOTSUPP/EPERM: tunl0 and other fallback devices stay while loaded
                 ip.link("set", index=found[0], state="down")
                 for a in ip.get_addr(index=found[0]):
-                    ip.addr("del", index=found[0], address=a.get("IFA_LOCAL") or a.get("IFA_ADDRESS"),
-                            prefixlen=a["prefixlen"])
+                    ip.addr(
+                        "del",
+                        index=found[0],
+                        address=a.get("IFA_LOCAL") or a.get("IFA_ADDRESS"),
+                        prefixlen=a["prefixlen"],
+                    )
                 return True
             raise NodeNetlinkError(f"cannot delete link {name}: {e}") from e
     return True
@@ -294,8 +300,7 @@ def add_neighbour(n: Record) -> bool:
         if not found:
             return False
         try:
-            ip.neigh("add", dst=n["dst"], lladdr=n["lladdr"], ifindex=found[0], state=NUD_PERMANENT,
-                     family=n["family"])
+            ip.neigh("add", dst=n["dst"], lladdr=n["lladdr"], ifindex=found[0], state=NUD_PERMANENT, family=n["family"])
         except NetlinkError as e:
             if e.code == 17:
                 return False
