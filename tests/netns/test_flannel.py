@@ -1,5 +1,5 @@
-"""Real flanneld (kube subnet manager, vxlan backend) in two node namespaces against the test API server: a pod in
-node 1 pings a pod in node 2 over Flannel's VXLAN; ``clean --old-cni flannel`` removes flannel.1, FLANNEL-*
+"""Real flanneld (kube subnet manager; vxlan and host-gw backends) in two node namespaces against the test API
+server: a pod in node 1 pings a pod in node 2 over Flannel's VXLAN (or its host-gw routes); ``clean --old-cni flannel`` removes flannel.1, FLANNEL-*
 chains and /run/flannel (and the cni0 bridge with the pod veths) and leaves the rest as it was before Flannel;
 a route installed afterwards, as Cilium's native routing would, carries the ping again; ``restore`` brings
 Flannel's links, routes, neighbours and FDB back."""
@@ -42,12 +42,13 @@ def ping(lab: NetnsLab, pod_ns: str, dst: str) -> bool:
     return lab.run_in(pod_ns, ["ping", "-c", "1", "-W", "1", dst], check=False).returncode == 0
 
 
-def test_flannel_vxlan_ping_clean_restore(lab: NetnsLab, control_plane: ControlPlane) -> None:
+@pytest.mark.parametrize("backend", ["vxlan", "host-gw"])
+def test_flannel_ping_clean_restore(lab: NetnsLab, control_plane: ControlPlane, backend: str) -> None:
     for node in lab.nodes:
         host_state(lab, node)
     before = [node_snapshot(lab, n) for n in lab.nodes]
 
-    procs = [lab.start_flannel(n, control_plane.admin_kubeconfig) for n in lab.nodes]
+    procs = [lab.start_flannel(n, control_plane.admin_kubeconfig, backend=backend) for n in lab.nodes]
     pods = []
     for i, node in enumerate(lab.nodes, start=1):
         wait_until(lambda n=node: (n.root / "run/flannel/subnet.env").exists(), 60, f"{node.name} subnet.env")
@@ -57,14 +58,20 @@ def test_flannel_vxlan_ping_clean_restore(lab: NetnsLab, control_plane: ControlP
             lab.add_pod(node, f"pod{i}", f"10.244.{i}.2", f"10.244.{i}.1", host_if=f"veth{i}pod", bridge="cni0")
         )
         (node.root / "etc/cni/net.d/10-flannel.conflist").write_text(FLANNEL_CONFLIST)
-    for node in lab.nodes:
-        wait_until(lambda n=node: "flannel.1" in lab.run(n, ["ip", "route"]).stdout, 60, f"{node.name} vxlan routes")
-    assert wait_until(lambda: ping(lab, pods[0], "10.244.2.2"), 30, "pod-to-pod ping over Flannel's VXLAN")
+    for i, node in enumerate(lab.nodes, start=1):
+        other = f"10.244.{3 - i}.0/24"
+        wait_until(lambda n=node, o=other: o in lab.run(n, ["ip", "route"]).stdout, 60, f"{node.name} {backend} routes")
+    assert wait_until(lambda: ping(lab, pods[0], "10.244.2.2"), 30, f"pod-to-pod ping over Flannel ({backend})")
     for p in procs:
         lab.terminate(p)
     node1 = lab.nodes[0]
-    link = json.loads(lab.run(node1, ["ip", "-j", "-d", "link", "show", "flannel.1"]).stdout)[0]
-    assert link["linkinfo"]["info_kind"] == "vxlan" and link["linkinfo"]["info_data"]["id"] == 1
+    routes = lab.run(node1, ["ip", "route"]).stdout
+    if backend == "vxlan":
+        link = json.loads(lab.run(node1, ["ip", "-j", "-d", "link", "show", "flannel.1"]).stdout)[0]
+        assert link["linkinfo"]["info_kind"] == "vxlan" and link["linkinfo"]["info_data"]["id"] == 1
+        assert "10.244.2.0/24 via 10.244.2.0 dev flannel.1 onlink" in routes
+    else:
+        assert "10.244.2.0/24 via 192.168.77.12 dev eth0" in routes and "flannel.1" not in routes
     assert "FLANNEL-POSTRTG" in lab.run(node1, ["iptables-nft-save"]).stdout
     with_flannel = node_snapshot(lab, node1)
 
