@@ -1,6 +1,11 @@
 """Short-lived privileged pods pinned to a node, for the ``pod`` node transport: create, wait for the end, read
-the logs and the exit code, delete. The pod is what ``kubectl debug node/...`` makes, plus ``nsenter -t 1 -m -n``
-so the script sees the host's mounts and network namespace.
+the logs and the exit code, delete.
+
+Two shapes. For the node agent (default): the container keeps its own file system (the image has the agent and
+the iptables/ipset/nft tools), shares the host's network and PID namespaces, and sees the host's root at
+``/host`` (``CNI_MIGRATE_NODE_ROOT=/host``, so CNI files and backups are the host's). For plain shell on the
+host (``host_mounts``): ``nsenter -t 1 -m -n``, as ``kubectl debug node/...`` is used, so the script runs
+with the host's own binaries and paths.
 """
 
 from __future__ import annotations
@@ -9,7 +14,16 @@ import time
 from dataclasses import dataclass
 
 from lightkube import ApiError
-from lightkube.models.core_v1 import Container, PodSpec, SecurityContext, Toleration
+from lightkube.models.core_v1 import (
+    Container,
+    EnvVar,
+    HostPathVolumeSource,
+    PodSpec,
+    SecurityContext,
+    Toleration,
+    Volume,
+    VolumeMount,
+)
 from lightkube.models.meta_v1 import ObjectMeta
 from lightkube.resources.core_v1 import Pod
 
@@ -28,7 +42,19 @@ class PodRun:
     reason: str
 
 
-def node_pod(name: str, namespace: str, node: str, image: str, script: str, service_account: str) -> Pod:
+def node_pod(
+    name: str, namespace: str, node: str, image: str, script: str, service_account: str, *, host_mounts: bool = False
+) -> Pod:
+    if host_mounts:
+        command = ["nsenter", "-t", "1", "-m", "-n", "--", "sh", "-c", script]
+        env: list[EnvVar] = []
+        mounts: list[VolumeMount] = []
+        volumes: list[Volume] = []
+    else:
+        command = ["sh", "-c", script]
+        env = [EnvVar(name="CNI_MIGRATE_NODE_ROOT", value="/host")]
+        mounts = [VolumeMount(name="host", mountPath="/host")]
+        volumes = [Volume(name="host", hostPath=HostPathVolumeSource(path="/", type="Directory"))]
     return Pod(
         metadata=ObjectMeta(name=name, namespace=namespace, labels={LABEL: "true"}),
         spec=PodSpec(
@@ -39,11 +65,14 @@ def node_pod(name: str, namespace: str, node: str, image: str, script: str, serv
             serviceAccountName=service_account,
             automountServiceAccountToken=False,
             tolerations=[Toleration(operator="Exists")],
+            volumes=volumes,
             containers=[
                 Container(
                     name="node-step",
                     image=image,
-                    command=["nsenter", "-t", "1", "-m", "-n", "--", "sh", "-c", script],
+                    command=command,
+                    env=env,
+                    volumeMounts=mounts,
                     securityContext=SecurityContext(privileged=True, runAsUser=0),
                 )
             ],
@@ -62,11 +91,12 @@ def run_node_pod(
     service_account: str = "default",
     timeout: float = 300.0,
     poll: float = 1.0,
+    host_mounts: bool = False,
 ) -> PodRun:
     """Create the pod, wait until it has ended (or ``timeout``), collect logs and exit code, delete it."""
     client = cluster.raw()
     try:
-        client.create(node_pod(name, namespace, node, image, script, service_account))
+        client.create(node_pod(name, namespace, node, image, script, service_account, host_mounts=host_mounts))
     except ApiError as e:
         raise KubeError(f"node {node}: cannot create pod {namespace}/{name}: {e.status.message}") from e
     try:

@@ -68,7 +68,9 @@ def test_pod_transport_pins_a_privileged_host_pod_and_returns_its_exit_code(
     assert spec.nodeName == node and spec.hostNetwork and spec.hostPID and spec.restartPolicy == "Never"
     c = spec.containers[0]
     assert c.securityContext.privileged and c.image == "cni-migrate:0.1.0"
-    assert c.command[:6] == ["nsenter", "-t", "1", "-m", "-n", "--"] and c.command[-1] == "cni-migrate node inspect"
+    assert c.command == ["sh", "-c", "cni-migrate node inspect"]
+    assert [(e.name, e.value) for e in c.env] == [("CNI_MIGRATE_NODE_ROOT", "/host")]
+    assert c.volumeMounts[0].mountPath == "/host" and spec.volumes[0].hostPath.path == "/"
     assert spec.automountServiceAccountToken is False
     assert step_pods(control_plane, test_namespace) == [] or all(
         p.metadata.deletionTimestamp for p in step_pods(control_plane, test_namespace)

@@ -59,3 +59,12 @@ def test_make_transport() -> None:
         make_transport("pod")
     with pytest.raises(ValueError, match="expected pod, ssh or local"):
         make_transport("telnet")
+
+
+def test_node_pod_for_plain_host_shell_enters_the_hosts_mount_namespace() -> None:
+    from cni_migrate.kube.nodepods import node_pod
+
+    pod = node_pod("p", "ns", "node-1", "img", "ip route", "sa", host_mounts=True)
+    c = pod.spec.containers[0]
+    assert c.command == ["nsenter", "-t", "1", "-m", "-n", "--", "sh", "-c", "ip route"]
+    assert not c.volumeMounts and pod.spec.nodeName == "node-1" and c.securityContext.privileged

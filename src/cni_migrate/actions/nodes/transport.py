@@ -159,14 +159,25 @@ class SshTransport:
 
 
 class PodTransport:
-    """A short-lived privileged pod pinned to the node (hostNetwork, hostPID, ``nsenter -t 1 -m -n``), running
-    the project's own image; created and deleted per script. The namespace and ServiceAccount (with the
-    PodSecurity ``privileged`` label) are made by the plan's node-access step, not here."""
+    """A short-lived privileged pod pinned to the node (hostNetwork, hostPID), running the project's own image;
+    created and deleted per script. By default the script runs in the container with the host's root at /host
+    (``CNI_MIGRATE_NODE_ROOT=/host``: what the node agent needs); ``host_mounts=True`` enters the host's mount
+    namespace instead (``nsenter -t 1 -m -n``) for plain shell with the host's binaries. The namespace and
+    ServiceAccount (with the PodSecurity ``privileged`` label) are made by the plan's node-access step."""
 
     name = "pod"
 
-    def __init__(self, cluster: Cluster, *, namespace: str, image: str, service_account: str = "default") -> None:
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        namespace: str,
+        image: str,
+        service_account: str = "default",
+        host_mounts: bool = False,
+    ) -> None:
         self._cluster = cluster
+        self._host_mounts = host_mounts
         self._namespace = namespace
         self._image = image
         self._sa = service_account
@@ -188,6 +199,7 @@ class PodTransport:
                 script=script,
                 service_account=self._sa,
                 timeout=timeout,
+                host_mounts=self._host_mounts,
             )
         except KubeError as e:
             raise TransportError(f"pod transport: {e}") from e
