@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from cni_migrate.actions.nodes.transport import LocalTransport, SshTransport, TransportError, make_transport
+from cni_migrate.kube.nodepods import node_pod
 
 
 def fake_ssh(tmp_path: Path, body: str) -> str:
@@ -62,8 +63,6 @@ def test_make_transport() -> None:
 
 
 def test_node_pod_for_plain_host_shell_enters_the_hosts_mount_namespace() -> None:
-    from cni_migrate.kube.nodepods import node_pod
-
     pod = node_pod("p", "ns", "node-1", "img", "ip route", "sa", host_mounts=True)
     c = pod.spec.containers[0]
     assert c.command == ["nsenter", "-t", "1", "-m", "-n", "--", "sh", "-c", "ip route"]
