@@ -32,7 +32,7 @@ Root = Annotated[
 BackupDir = Annotated[
     Path | None, typer.Option(help="Where backups go (default: ROOT/var/lib/cni-migrate/node-backups)")
 ]
-OldCni = Annotated[str, typer.Option("--old-cni", help="The CNI being replaced: calico, flannel or none")]
+OldCni = Annotated[str, typer.Option("--old-cni", help="The CNI being replaced: calico, flannel, canal or none")]
 KubeProxy = Annotated[bool, typer.Option("--kube-proxy/--no-kube-proxy", help="Also kube-proxy's state")]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print what would change; change nothing")]
 

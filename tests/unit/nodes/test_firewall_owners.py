@@ -47,7 +47,8 @@ def test_link_owners() -> None:
 
 def test_parse_owners_rejects_unknown_cni() -> None:
     assert parse_owners("calico", True) == {Owner.calico, Owner.kube_proxy}
-    with pytest.raises(ValueError, match="expected calico, flannel or none"):
+    assert parse_owners("canal", False) == {Owner.calico, Owner.flannel}
+    with pytest.raises(ValueError, match="expected calico, flannel, canal or none"):
         parse_owners("weave", False)
 
 

@@ -97,12 +97,15 @@ def cni_file_owner(name: str) -> Owner | None:
 
 
 def parse_owners(old_cni: str, kube_proxy: bool) -> frozenset[Owner]:
-    """The owners a ``clean`` removes: ``--old-cni calico|flannel|none`` plus ``--kube-proxy``."""
+    """The owners a ``clean`` removes: ``--old-cni calico|flannel|canal|none`` plus ``--kube-proxy`` (Canal is
+    Calico's policy on Flannel's network: both)."""
     owners: set[Owner] = set()
     if old_cni in ("calico", "flannel"):
         owners.add(Owner(old_cni))
+    elif old_cni == "canal":
+        owners |= {Owner.calico, Owner.flannel}
     elif old_cni != "none":
-        raise ValueError(f"--old-cni: expected calico, flannel or none, got {old_cni!r}")
+        raise ValueError(f"--old-cni: expected calico, flannel, canal or none, got {old_cni!r}")
     if kube_proxy:
         owners.add(Owner.kube_proxy)
     return frozenset(owners)

@@ -87,9 +87,41 @@ def iptables_filter(r: Resolved, *, kube_proxy: bool) -> str:
     return "|".join(parts)
 
 
+AGENT_GUARD = "command -v cni-migrate >/dev/null 2>&1"
+
+
+def agent_clean_command(r: Resolved, node_dir: str, *, kube_proxy: bool) -> NodeCommand | None:
+    """The node agent's clean (``cni-migrate node clean``, docs/node-agent.md): exactly the old CNI's and
+    kube-proxy's state, everything else untouched, with its own checksummed backup. Runs where the agent is
+    installed; the shell commands after it are the by-hand equivalent and run only where it is not."""
+    old = r.old_cni if r.old_cni in ("calico", "flannel", "canal") else "none"
+    if old == "none" and not kube_proxy:
+        return None
+    args = f"--old-cni {old}" + (" --kube-proxy" if kube_proxy else "")
+    return NodeCommand(
+        run=f"if {AGENT_GUARD}; then cni-migrate node clean {args} --backup-dir {node_dir}/agent; fi",
+        description="the node agent removes exactly the old CNI's"
+        + (" and kube-proxy's" if kube_proxy else "")
+        + " state (its backup: cni-migrate node restore); the commands below run only where it is not installed",
+        removes=["cni-config", "routes", "links", "iptables", "ipsets", "cni-state"]
+        + (["ipvs"] if kube_proxy and r.facts.kube_proxy.mode.value == "ipvs" else []),
+    )
+
+
+def _unless_agent(cmd: NodeCommand) -> NodeCommand:
+    return cmd.model_copy(update={"run": f"{AGENT_GUARD} || {{ {cmd.run}; }}"})
+
+
 def old_cni_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> list[NodeCommand]:
-    """Remove what the old CNI (and kube-proxy when ``kube_proxy``) left on a node, as the lossy seed does, with
-    the configuration files moved into the node backup instead of deleted."""
+    """The node agent's clean, then the shell equivalent for nodes without the agent (guarded, so it runs only
+    there): what the old CNI (and kube-proxy when ``kube_proxy``) left on a node, as the lossy seed removes it,
+    with the configuration files moved into the node backup instead of deleted."""
+    agent = agent_clean_command(r, node_dir, kube_proxy=kube_proxy)
+    shell = _shell_cleanup_commands(r, node_dir, kube_proxy=kube_proxy)
+    return [agent, *map(_unless_agent, shell)] if agent else shell
+
+
+def _shell_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> list[NodeCommand]:
     cmds: list[NodeCommand] = []
     globs = old_cni_conf_globs(r)
     if globs:
@@ -194,8 +226,14 @@ def kube_proxy_node_cleanup(r: Resolved) -> list[NodeCommand]:
 
 
 def restore_commands(node_dir: str) -> list[NodeCommand]:
-    """Put a node's CNI configuration and iptables rules back from its backup (rollback of a cleanup)."""
+    """Put a node's CNI configuration and iptables rules back from its backup (rollback of a cleanup); the
+    agent's restore first where the agent made the cleanup."""
     return [
+        NodeCommand(
+            run=f"if {AGENT_GUARD} && [ -d {node_dir}/agent ]; then "
+            f"cni-migrate node restore --backup-dir {node_dir}/agent; fi",
+            description="the node agent puts back what its clean removed (checksums verified first)",
+        ),
         NodeCommand(
             run=f"cp -a {node_dir}/cni-net.d/. {CNI_DIR}/ && rm -f {CNI_DIR}/05-cilium.conflist",
             description="restore the CNI configuration files and remove Cilium's",
