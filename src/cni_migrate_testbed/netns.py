@@ -349,6 +349,15 @@ def _drop_volatile(d: Any) -> Any:
     return d
 
 
+def _drop_handles(d: Any) -> Any:
+    """nftables object handles are allocated anew when a table is created again: not part of the state."""
+    if isinstance(d, dict):
+        return {k: _drop_handles(v) for k, v in d.items() if k != "handle"}
+    if isinstance(d, list):
+        return [_drop_handles(v) for v in d]
+    return d
+
+
 def _iptables_norm(text: str) -> str:
     """iptables-save without comments and counters; a table holding only empty built-in ACCEPT chains counts as
     absent (iptables-nft shows a table once anything created it, and deleting the last rule leaves it)."""
@@ -394,7 +403,7 @@ def node_snapshot(lab: NetnsLab, node: NodeNs) -> dict[str, Any]:
         snap[save] = _iptables_norm(out(save))
     ruleset = json.loads(out("nft", "-j", "list", "ruleset") or "{}").get("nftables", [])
     snap["nft"] = sorted(
-        json.dumps(e, sort_keys=True)
+        json.dumps(_drop_handles(e), sort_keys=True)
         for e in ruleset
         if "metainfo" not in e
         and (

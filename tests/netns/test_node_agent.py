@@ -66,34 +66,48 @@ def iptables_all(lab: NetnsLab) -> str:
     )
 
 
+def kube_proxy_nft(lab: NetnsLab) -> str:
+    return lab.run(lab.nodes[0], ["nft", "list", "ruleset"]).stdout
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
 def test_clean_and_restore_calico_and_real_kube_proxy(
-    lab: NetnsLab, control_plane: ControlPlane, admin_kubeconfig: object, test_namespace: str
+    lab: NetnsLab, control_plane: ControlPlane, admin_kubeconfig: object, test_namespace: str, mode: str
 ) -> None:
     node = lab.nodes[0]
     host_state(lab, node)
     kubelet_chains(lab, node)
     baseline = node_snapshot(lab, node)
 
-    # Real kube-proxy, iptables mode, programs the Services of the test namespace, then stops (as when its
-    # DaemonSet is deleted during a migration: its rules stay behind).
+    # Real kube-proxy programs the Services of the test namespace, then stops (as when its DaemonSet is deleted
+    # during a migration: its rules stay behind).
     make_services(control_plane, test_namespace)
-    proxy = lab.start_kube_proxy(node, control_plane.admin_kubeconfig)
-    wait_until(lambda: iptables_all(lab).count("KUBE-SEP-") >= 4, 90, "kube-proxy's KUBE-SEP chains")
+    proxy = lab.start_kube_proxy(node, control_plane.admin_kubeconfig, mode=mode)
+    if mode == "iptables":
+        wait_until(lambda: iptables_all(lab).count("KUBE-SEP-") >= 4, 90, "kube-proxy's KUBE-SEP chains")
+    else:
+        wait_until(lambda: kube_proxy_nft(lab).count("chain endpoint-") >= 4, 90, "kube-proxy's endpoint chains")
     lab.terminate(proxy)
     rules = iptables_all(lab)
-    assert "KUBE-SVC-" in rules and "KUBE-NODEPORTS" in rules and "KUBE-POSTROUTING" in rules
+    if mode == "iptables":
+        assert "KUBE-SVC-" in rules and "KUBE-NODEPORTS" in rules and "KUBE-POSTROUTING" in rules
+    else:
+        assert "table ip kube-proxy" in kube_proxy_nft(lab) and "table ip6 kube-proxy" in kube_proxy_nft(lab)
     calico_state(lab, node, backend="legacy")
-    paths_ran = ["iptables-nft (kube-proxy)", "iptables-legacy (Calico)", "ipset", "vxlan.calico", "routes 12/80"]
-    if kernel_has(lab, "ipip"):
-        paths_ran.append("ipip available but tunl0 not in the fixture")
-    print("paths ran:", ", ".join(paths_ran), "| not here: IPVS, ipip (tunl0), WireGuard (kernel modules absent)")
+    ran = [f"kube-proxy {mode} mode", "iptables-nft + iptables-legacy (Calico)", "ipset", "vxlan.calico"]
+    absent = [k for k in ("ipip", "wireguard") if not kernel_has(lab, k)]
+    if not lab.run(node, ["test", "-e", "/proc/net/ip_vs"], check=False).returncode:
+        ran.append("(ip_vs present, IPVS mode not run by this test)")
+    else:
+        absent.append("ip_vs")
+    print(f"paths ran: {', '.join(ran)}; kernel lacks: {', '.join(absent) or 'nothing'} (those paths not run)")
     with_cni = node_snapshot(lab, node)
 
     inspected = agent(lab, 0, "inspect")
     assert inspected.ok, inspected.stderr
     report = json.loads(inspected.stdout)
     assert report["found"]["counts"]["calico"] > 20
-    assert report["found"]["counts"]["kube-proxy"] > 10
+    assert report["found"]["counts"]["kube-proxy"] > (10 if mode == "iptables" else 1)
     assert report["found"]["counts"]["flannel"] == 0
 
     dry = agent(lab, 0, "clean", "--old-cni", "calico", "--kube-proxy", "--dry-run")
@@ -111,6 +125,7 @@ def test_clean_and_restore_calico_and_real_kube_proxy(
     # Independent checks, not through the agent.
     rules = iptables_all(lab)
     assert "cali-" not in rules and "KUBE-SVC" not in rules and "KUBE-PROXY-CANARY" not in rules
+    assert "kube-proxy" not in lab.run(node, ["nft", "list", "tables"]).stdout
     assert "KUBE-FIREWALL" in rules and "KUBE-KUBELET-CANARY" in rules  # kubelet's stay
     routes = lab.run(node, ["ip", "route", "show", "table", "all"]).stdout
     assert "proto bird" not in routes and "proto 80" not in routes and "10.244." not in routes
