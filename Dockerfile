@@ -14,6 +14,10 @@ RUN pip install --no-cache-dir --disable-pip-version-check "setuptools>=77" whee
  && pip wheel --no-cache-dir --disable-pip-version-check --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim
+# The node agent (cni-migrate node ..., run by the pod node transport with nsenter into the host) drives these.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends iptables ipset nftables iproute2 \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /wheels /wheels
 # Compiled bytecode is kept: the operator starts (and takes over leadership) faster with it.
 RUN pip install --no-cache-dir --disable-pip-version-check /wheels/*.whl \

@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: example test setup testbed checks pytest bench clean
+.PHONY: example test setup node-tools testbed checks pytest bench clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -14,7 +14,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# The Debian tools the node agent drives and its netns tests need; apt-get only runs when one is missing.
+NODE_TOOLS := iptables-save:iptables ipset:ipset nft:nftables ip:iproute2 ping:iputils-ping lsmod:kmod sysctl:procps
+node-tools:
+	@missing=""; for t in $(NODE_TOOLS); do command -v $${t%%:*} >/dev/null 2>&1 || missing="$$missing $${t#*:}"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "node-tools: installing$$missing"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 install -y -qq --no-install-recommends $$missing; \
+	fi
+
+setup: $(STAMP) node-tools
 
 example: setup
 	$(BIN)/cni-migrate --snapshot examples/calico-bgp-lossy discover

@@ -91,6 +91,43 @@ build_helm() { # Helm's Makefile also stamps the Kubernetes version it reports t
   "$out/helm" version --short
 }
 
+build_kube_proxy() { # the node component of the same Kubernetes release, in its own wrapper module and output dir
+  local out=$1 K=$KUBERNETES_VERSION S=0.${KUBERNETES_VERSION#1.} MINOR GOMOD m p
+  MINOR=$(cut -d. -f2 <<<"$K")
+  wrapper "$CACHE/src/kube-proxy-$K" local.test/kubeproxybin
+  GOMOD=$(go mod download -json "k8s.io/kubernetes@v$K" | python3 -c 'import json,sys;print(json.load(sys.stdin)["GoMod"])')
+  for m in $(awk '$1 ~ /^k8s\.io\// && $2=="v0.0.0" {print $1}' "$GOMOD"); do go mod edit -replace="$m=$m@v$S"; done
+  go mod edit -require="k8s.io/kubernetes@v$K"
+  go get -tool "k8s.io/kubernetes/cmd/kube-proxy@v$K" >/dev/null
+  local LD="-s -w"
+  for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    LD="$LD -X $p.gitVersion=v$K -X $p.gitMajor=1 -X $p.gitMinor=$MINOR -X $p.gitTreeState=clean"
+  done
+  go build -trimpath -ldflags "$LD" -o "$out/" k8s.io/kubernetes/cmd/kube-proxy
+  "$out/kube-proxy" --version
+}
+
+build_flannel() { # flanneld is the module's main package, which links every backend
+  local out=$1 vpc=github.com/tencentcloud/tencentcloud-sdk-go/tencentcloud/vpc
+  wrapper "$CACHE/src/flannel-$FLANNEL_VERSION" local.test/flannelbin
+  # The module proxy serves the metadata but not the source zip of the Tencent VPC SDK version Flannel pins
+  # (v1.3.188, "not available"); the tencentvpc backend (never used here) compiles against v1.0.1000.
+  go mod edit -replace="$vpc=$vpc@v1.0.1000"
+  go get "github.com/flannel-io/flannel@v$FLANNEL_VERSION" >/dev/null
+  # The UDP backend is cgo on amd64, as in Flannel's Makefile: without cgo main does not link.
+  CGO_ENABLED=1 go build -trimpath -ldflags "-s -w -X github.com/flannel-io/flannel/pkg/version.Version=v$FLANNEL_VERSION" \
+    -o "$out/flanneld" github.com/flannel-io/flannel
+  "$out/flanneld" --version
+}
+
+# Node components for the netns tests (tests/netns): `bash testbed/build.sh node` builds only these two.
+build_node_components() {
+  step "kube-proxy v$KUBERNETES_VERSION" "$CACHE/kube-proxy-$KUBERNETES_VERSION" build_kube_proxy "$KUBERNETES_VERSION"
+  step "flannel v$FLANNEL_VERSION" "$CACHE/flannel-$FLANNEL_VERSION" build_flannel "$FLANNEL_VERSION"
+  ln -sfn "$CACHE/kube-proxy-$KUBERNETES_VERSION/kube-proxy" "$CACHE/flannel-$FLANNEL_VERSION/flanneld" "$BIN/"
+}
+if [ "${1:-}" = node ]; then build_node_components; exit 0; fi
+
 t_all=$SECONDS
 echo "testbed: cache $CACHE"
 step "kubernetes v$KUBERNETES_VERSION (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl)" \
@@ -102,4 +139,5 @@ step "helm v$HELM_VERSION" "$CACHE/helm-$HELM_VERSION" build_helm "$HELM_VERSION
 ln -sfn "$CACHE/k8s-$KUBERNETES_VERSION/"{kube-apiserver,kube-controller-manager,kube-scheduler,kubectl} "$BIN/"
 ln -sfn "$CACHE/etcd-$ETCD_VERSION/etcd" "$CACHE/kwok-$KWOK_VERSION/kwok" "$CACHE/kwok-$KWOK_VERSION/kwok-stages.yaml" \
   "$CACHE/helm-$HELM_VERSION/helm" "$BIN/"
+build_node_components
 echo "testbed: ready in $((SECONDS - t_all)) s: $BIN"

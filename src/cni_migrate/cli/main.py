@@ -28,6 +28,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "rollback": ("cni_migrate.cli.apply", "rollback"),
     "verify": ("cni_migrate.cli.verify", "verify"),
     "monitor": ("cni_migrate.cli.verify", "monitor"),
+    "node": ("cni_migrate.cli.node", "app"),
 }
 
 

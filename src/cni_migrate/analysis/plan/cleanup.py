@@ -76,22 +76,82 @@ def node_backup_commands(r: Resolved, node_dir: str) -> list[NodeCommand]:
     return cmds
 
 
-def iptables_filter(r: Resolved, *, kube_proxy: bool) -> str:
-    """A grep -v pattern of the chains and rules to drop: Calico (``cali-``/``cali:``), Flannel (``FLANNEL``)
-    and, when kube-proxy is gone, kube-proxy's ``KUBE-`` chains."""
+def iptables_owned_prefixes(r: Resolved, *, kube_proxy: bool) -> list[str]:
+    """Chain-name prefixes of the old CNI (Calico ``cali-``, Flannel ``FLANNEL-``) and of kube-proxy (``KUBE-``,
+    minus kubelet's chains, see :func:`iptables_clean_shell`)."""
     parts: list[str] = []
     if r.old_cni in ("calico", "canal"):
-        parts.append("cali[-:]")
+        parts.append("cali-")
     if r.old_cni in ("flannel", "canal"):
-        parts.append("FLANNEL")
+        parts.append("FLANNEL-")
     if kube_proxy:
         parts.append("KUBE-")
-    return "|".join(parts)
+    return parts
+
+
+# kubelet's chains (pkg/kubelet/kubelet_network_linux.go), kept: KUBE-FIREWALL is kubelet's in IPv4 only.
+_KUBELET_KEEP = {"4": "^KUBE-(IPTABLES-HINT|KUBELET-CANARY|FIREWALL)$", "6": "^KUBE-(IPTABLES-HINT|KUBELET-CANARY)$"}
+# Per table: remember the owned chains (declared before any rule), turn each rule of another chain that jumps or
+# goes to one of them into a -D, then flush and delete the owned chains; nothing else is in the output, and
+# iptables-restore --noflush applies it as one transaction per table.
+_AWK = (
+    '/^\\*/ {print; n=0; split("", o); next} '
+    "/^:/ {c=substr($1,2); if (c ~ own && c !~ keep) {o[c]=1; ch[++n]=c}; next} "
+    '/^-A / {if ($2 in o) next; for (i=3;i<NF;i++) if (($i=="-j"||$i=="-g") && ($(i+1) in o)) '
+    '{sub(/^-A /,"-D "); print; break}; next} '
+    '/^COMMIT/ {for (i=1;i<=n;i++) print "-F", ch[i]; for (i=1;i<=n;i++) print "-X", ch[i]; print}'
+)
+
+
+def iptables_clean_shell(prefixes: list[str]) -> str:
+    """The by-hand equivalent of the agent's iptables clean: every backend present (legacy, nft, the default),
+    IPv4 and IPv6, only the owned chains and the jumps to them (no table is rewritten or flushed)."""
+    own = "^(" + "|".join(prefixes) + ")"
+    keep = _KUBELET_KEEP if "KUBE-" in prefixes else {"4": "^$", "6": "^$"}
+    loops = []
+    for v, tool in (("4", "iptables"), ("6", "ip6tables")):
+        loops.append(
+            f"for b in {tool}-legacy {tool}-nft {tool}; do command -v $b-save >/dev/null 2>&1 || continue; "
+            f"$b-save | awk -v own='{own}' -v keep='{keep[v]}' '{_AWK}' | $b-restore --noflush; done"
+        )
+    return "; ".join(loops)
+
+
+AGENT_GUARD = "command -v cni-migrate >/dev/null 2>&1"
+
+
+def agent_clean_command(r: Resolved, node_dir: str, *, kube_proxy: bool) -> NodeCommand | None:
+    """The node agent's clean (``cni-migrate node clean``, docs/node-agent.md): exactly the old CNI's and
+    kube-proxy's state, everything else untouched, with its own checksummed backup. Runs where the agent is
+    installed; the shell commands after it are the by-hand equivalent and run only where it is not."""
+    old = r.old_cni if r.old_cni in ("calico", "flannel", "canal") else "none"
+    if old == "none" and not kube_proxy:
+        return None
+    args = f"--old-cni {old}" + (" --kube-proxy" if kube_proxy else "")
+    return NodeCommand(
+        run=f"if {AGENT_GUARD}; then cni-migrate node clean {args} --backup-dir {node_dir}/agent; fi",
+        description="the node agent removes exactly the old CNI's"
+        + (" and kube-proxy's" if kube_proxy else "")
+        + " state (its backup: cni-migrate node restore); the commands below run only where it is not installed",
+        removes=["cni-config", "routes", "links", "iptables", "ipsets", "cni-state"]
+        + (["ipvs"] if kube_proxy and r.facts.kube_proxy.mode.value == "ipvs" else []),
+    )
+
+
+def _unless_agent(cmd: NodeCommand) -> NodeCommand:
+    return cmd.model_copy(update={"run": f"{AGENT_GUARD} || {{ {cmd.run}; }}"})
 
 
 def old_cni_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> list[NodeCommand]:
-    """Remove what the old CNI (and kube-proxy when ``kube_proxy``) left on a node, as the lossy seed does, with
-    the configuration files moved into the node backup instead of deleted."""
+    """The node agent's clean, then the shell equivalent for nodes without the agent (guarded, so it runs only
+    there): what the old CNI (and kube-proxy when ``kube_proxy``) left on a node, as the lossy seed removes it,
+    with the configuration files moved into the node backup instead of deleted."""
+    agent = agent_clean_command(r, node_dir, kube_proxy=kube_proxy)
+    shell = _shell_cleanup_commands(r, node_dir, kube_proxy=kube_proxy)
+    return [agent, *map(_unless_agent, shell)] if agent else shell
+
+
+def _shell_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> list[NodeCommand]:
     cmds: list[NodeCommand] = []
     globs = old_cni_conf_globs(r)
     if globs:
@@ -134,15 +194,14 @@ def old_cni_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) ->
                 removes=["links"],
             )
         )
-    pattern = iptables_filter(r, kube_proxy=kube_proxy)
-    if pattern:
+    prefixes = iptables_owned_prefixes(r, kube_proxy=kube_proxy)
+    if prefixes:
         cmds.append(
             NodeCommand(
-                run=f"iptables-save | grep -v -E -- '{pattern}' | iptables-restore && "
-                f"ip6tables-save | grep -v -E -- '{pattern}' | ip6tables-restore",
+                run=iptables_clean_shell(prefixes),
                 description="drop the old CNI's"
                 + (" and kube-proxy's" if kube_proxy else "")
-                + " iptables chains and rules",
+                + " iptables chains and the jumps to them (every backend, IPv4 and IPv6; other chains untouched)",
                 removes=["iptables"],
             )
         )
@@ -186,8 +245,8 @@ def kube_proxy_node_cleanup(r: Resolved) -> list[NodeCommand]:
     """After kube-proxy left a node: its iptables chains (and IPVS state), as Cilium's kube-proxy-free guide says."""
     cmds = [
         NodeCommand(
-            run="iptables-save | grep -v KUBE | iptables-restore && ip6tables-save | grep -v KUBE | ip6tables-restore",
-            description="drop kube-proxy's KUBE-* iptables chains",
+            run=iptables_clean_shell(["KUBE-"]),
+            description="drop kube-proxy's KUBE-* iptables chains and the jumps to them (kubelet's stay)",
             removes=["iptables"],
         )
     ]
@@ -208,8 +267,14 @@ def kube_proxy_node_cleanup(r: Resolved) -> list[NodeCommand]:
 
 
 def restore_commands(node_dir: str) -> list[NodeCommand]:
-    """Put a node's CNI configuration and iptables rules back from its backup (rollback of a cleanup)."""
+    """Put a node's CNI configuration and iptables rules back from its backup (rollback of a cleanup); the
+    agent's restore first where the agent made the cleanup."""
     return [
+        NodeCommand(
+            run=f"if {AGENT_GUARD} && [ -d {node_dir}/agent ]; then "
+            f"cni-migrate node restore --backup-dir {node_dir}/agent; fi",
+            description="the node agent puts back what its clean removed (checksums verified first)",
+        ),
         NodeCommand(
             run=f"cp -a {node_dir}/cni-net.d/. {CNI_DIR}/ && rm -f {CNI_DIR}/05-cilium.conflist",
             description="restore the CNI configuration files and remove Cilium's",
