@@ -85,6 +85,9 @@ def test_calico_offline_runs_to_completion_and_rolls_back(fresh_control_plane: C
             "apiextensions.k8s.io/CustomResourceDefinition//ippools.crd.projectcalico.org",
         ):
             assert before.get(gone) is not None and gone not in after, gone
+        # the nodes' names contain "calico": the sweep by name must never take a Node (or its mirror pods)
+        assert {n["metadata"]["name"] for n in rest.list("v1", "Node")} == set(nodes)
+        assert rest.list("v1", "Pod", namespace="kube-system", label_selector="component=kube-apiserver")
         # the nodes: the old CNI's state is gone, the host's own firewall chain stays
         for n in nodes:
             r = sandbox.run(n, "ls /etc/cni/net.d; ip route show proto bird; ip -o link; iptables-save", timeout=30)

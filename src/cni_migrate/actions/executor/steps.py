@@ -39,8 +39,22 @@ from cni_migrate.kube.types import ResourceType
 Obj = dict[str, Any]
 DryRun = Literal["none", "client", "server"]
 MANAGED_BY = "app.kubernetes.io/managed-by"
-# Never swept by name: Kubernetes' own bookkeeping, and Secrets, whose contents cni-migrate never reads.
-SWEEP_SKIPPED_KINDS = frozenset({"Event", "Lease", "Endpoints", "EndpointSlice", "ControllerRevision", "Secret"})
+# Never swept by name: Kubernetes' own bookkeeping, and objects named after nodes, whose names often contain the
+# old CNI's (hosts called k8s-calico-worker-1: the lossy seed's cluster). Secrets are listed, never read or deleted.
+SWEEP_SKIPPED_KINDS = frozenset(
+    {
+        "Event",
+        "Lease",
+        "Endpoints",
+        "EndpointSlice",
+        "ControllerRevision",
+        "Node",
+        "CSINode",
+        "VolumeAttachment",
+        "ComponentStatus",
+        "CertificateSigningRequest",
+    }
+)
 
 
 @dataclass
@@ -155,9 +169,7 @@ def _name_matched(ctx: Context, nm: m.NameMatch) -> tuple[list[Obj], list[str]]:
         if group in nm.exclude_groups or group in ("events.k8s.io", "metrics.k8s.io", "authorization.k8s.io"):
             continue
         for kind, rt in sorted(ctx.rest.served(gv).items()):
-            if kind in ("Event", "Lease", "Endpoints", "EndpointSlice", "ControllerRevision") or kind.endswith(
-                ("Review", "Request", "Options")
-            ):
+            if kind in SWEEP_SKIPPED_KINDS or kind.endswith(("Review", "Request", "Options")):
                 continue
             if group == "cni-migrate.io":
                 continue
@@ -171,8 +183,8 @@ def _name_matched(ctx: Context, nm: m.NameMatch) -> tuple[list[Obj], list[str]]:
                     continue
                 if meta.get("namespace") in nm.exclude_namespaces:
                     continue
-                if backups.is_controlled(o):
-                    continue  # goes with its owner
+                if backups.is_controlled(o) or "kubernetes.io/config.mirror" in (meta.get("annotations") or {}):
+                    continue  # goes with its owner (mirror pods: with the kubelet's static pod)
                 if kind == "Secret":
                     left.append(f"Secret {meta.get('namespace')}/{meta['name']} (Secret contents are never read)")
                     continue

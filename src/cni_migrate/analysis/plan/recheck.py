@@ -66,8 +66,17 @@ def changed_facts(
     return out
 
 
+def _canonical(value: object) -> object:
+    """Lists of facts are sets (the API lists by name, a snapshot keeps file order): compare them unordered."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    return value
+
+
 def _norm(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    return json.dumps(_canonical(value), sort_keys=True, default=str)
 
 
 def plan_nodes(plan: Plan) -> set[str]:
