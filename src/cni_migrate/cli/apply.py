@@ -112,17 +112,21 @@ def _ask(console: Console) -> Any:
     return ask
 
 
-def _transport(kind: Transport | None, opts: GlobalOptions, netns: dict[str, str]) -> Any:
+def _transport(kind: Transport | None, cluster: Any, netns: dict[str, str], node: dict[str, Any]) -> Any:
     if kind is None:
         return None
     from cni_migrate.actions.nodes import transport as t  # noqa: PLC0415 - loaded when used
 
-    factory = getattr(t, "make_transport", None)
     if kind == Transport.local:
         return t.LocalTransport(netns or None)
-    if factory is None:
-        raise BadInput(f"--node-transport {kind.value} is not available in this build; use local")
-    return factory(kind.value, kubeconfig=opts.kubeconfig, context=opts.context)
+    if kind == Transport.ssh:
+        return t.make_transport("ssh", user=node.get("ssh_user"), config=node.get("ssh_config"))
+    if not node.get("image"):
+        raise BadInput("--node-transport pod needs --node-image (the cni-migrate image, with the node tools)")
+    # the plan's node commands use host paths: the pod enters the host's mount and network namespaces
+    return t.make_transport(
+        "pod", cluster=cluster, namespace=node.get("namespace") or "kube-system", image=node["image"], host_mounts=True
+    )
 
 
 def _executor(
@@ -134,6 +138,7 @@ def _executor(
     run_options: Any,
     renderer: Renderer,
     interactive: bool,
+    node_options: dict[str, Any] | None = None,
 ) -> Any:
     from cni_migrate.actions.executor.planfile import load_plan  # noqa: PLC0415
     from cni_migrate.actions.executor.run import Executor  # noqa: PLC0415
@@ -143,6 +148,7 @@ def _executor(
 
     loaded = load_plan(plan_path)
     cluster = opts.connect()
+    node_options = node_options or {}
     tools = Tools.find(opts.kubeconfig, opts.context or cluster.name or None, None, None)
 
     def facts() -> Any:
@@ -152,7 +158,7 @@ def _executor(
         cluster.rest(),
         loaded,
         tools,
-        transport=_transport(transport, opts, netns),
+        transport=_transport(transport, cluster, netns, node_options),
         options=run_options,
         emit=renderer,
         facts=facts,
@@ -240,6 +246,14 @@ def apply(
     resume: Annotated[
         bool, typer.Option("--resume", help="continue the run recorded in the cluster's journal")
     ] = False,
+    node_image: Annotated[
+        str | None, typer.Option("--node-image", help="pod transport: the image of the privileged node pods")
+    ] = None,
+    node_namespace: Annotated[
+        str, typer.Option("--node-namespace", help="pod transport: namespace of the node pods")
+    ] = "kube-system",
+    ssh_user: Annotated[str | None, typer.Option("--ssh-user", help="ssh transport: remote user (sudo)")] = None,
+    ssh_config: Annotated[str | None, typer.Option("--ssh-config", help="ssh transport: an ssh config file")] = None,
     chart: Annotated[
         list[str] | None, typer.Option("--chart", help="use a local chart: NAME=PATH (e.g. cilium/cilium=./cilium)")
     ] = None,
@@ -300,6 +314,12 @@ def apply(
             run_options=run_options,
             renderer=renderer,
             interactive=sys.stdin.isatty() and fmt == EventFormat.text and not yes,
+            node_options={
+                "image": node_image,
+                "namespace": node_namespace,
+                "ssh_user": ssh_user,
+                "ssh_config": ssh_config,
+            },
         )
         _install_sigint(executor, renderer.console)
         summary = executor.apply()

@@ -110,6 +110,9 @@ def test_every_command_has_each_global_option_once(path: tuple[str, ...]) -> Non
 def test_global_options_before_and_after_the_command_name(
     path: tuple[str, ...], global_args: list[str], tmp_path: Path, pools: Path
 ) -> None:
+    if path[0] == "node" and path[-1] != "inspect":
+        pytest.skip("node backup/clean/restore change the network state of the machine they run on")
+
     def fill(args: list[str]) -> list[str]:
         return [a.replace("{tmp}", str(tmp_path)).replace("{pools}", str(pools)) for a in args]
 
