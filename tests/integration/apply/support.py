@@ -40,7 +40,8 @@ Obj = dict[str, Any]
 
 def example_objects(name: str) -> list[Obj]:
     out: list[Obj] = []
-    for f in sorted((EXAMPLES / name).glob("*.yaml")):
+    directory = EXAMPLES / name  # or an absolute path: a generated snapshot (bench/generate_cluster.py)
+    for f in sorted([*directory.glob("*.yaml"), *directory.glob("*.json")]):
         for doc in yaml.safe_load_all(f.read_text()):
             if not doc:
                 continue
@@ -119,6 +120,7 @@ def load_example(cp: ControlPlane, name: str, plan: Plan | None = None) -> Clust
     rest_objs.sort(key=lambda o: order.index(o["kind"]) if o["kind"] in order else 9)
     for o in rest_objs:
         body = _clean(o)
+        _ensure_kind(rest, body)
         rest.apply(body)
         if o["kind"] == "CustomResourceDefinition":
             _wait_established(rest, body["metadata"]["name"])
@@ -148,6 +150,40 @@ def load_example(cp: ControlPlane, name: str, plan: Plan | None = None) -> Clust
         rest.create(body)
     cp.kubectl("wait", "--for=condition=Ready", "node", "--all", "--timeout=60s")
     return cluster
+
+
+def _ensure_kind(rest: Rest, obj: Obj) -> None:
+    """A custom resource whose CRD the snapshot lacks (a generated one) gets a schemaless CRD of its kind."""
+    api, kind = str(obj["apiVersion"]), str(obj["kind"])
+    if "/" not in api or api.split("/")[0].endswith(".k8s.io") or "." not in api.split("/")[0]:
+        return
+    try:
+        rest.resource(api, kind)
+        return
+    except Exception:  # noqa: BLE001 - not served yet
+        pass
+    group, version = api.split("/")
+    plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
+    crd = {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{group}"},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced" if obj["metadata"].get("namespace") else "Cluster",
+            "names": {"kind": kind, "plural": plural, "singular": kind.lower(), "listKind": f"{kind}List"},
+            "versions": [
+                {
+                    "name": version,
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    rest.apply(crd)
+    _wait_established(rest, crd["metadata"]["name"])
 
 
 def _key(o: Obj) -> str:
