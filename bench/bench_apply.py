@@ -39,6 +39,7 @@ from cni_migrate.analysis.plan.model import NodeCommands, Verify, WaitFor  # noq
 from cni_migrate.analysis.plan.runbook import action_lines  # noqa: E402
 from cni_migrate.cli.plan import write_out  # noqa: E402
 from cni_migrate.facts import facts_from_snapshot  # noqa: E402
+from cni_migrate.kube.client import Cluster  # noqa: E402
 from cni_migrate_testbed import ControlPlane  # noqa: E402
 from cni_migrate_testbed.binaries import find_binary  # noqa: E402
 
@@ -104,8 +105,6 @@ def _items(path: Path) -> list[dict[str, object]]:
 
 
 def _executor(cp: ControlPlane, out: Path, sandbox: NodeSandbox | None, **extra: object) -> Executor:
-    from cni_migrate.kube.client import Cluster
-
     cluster = Cluster.connect(str(cp.admin_kubeconfig))
     opts = RunOptions(
         yes=True,

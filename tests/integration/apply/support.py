@@ -26,6 +26,7 @@ import yaml
 
 from cni_migrate.actions.nodes.transport import CommandResult, TransportError
 from cni_migrate.analysis.plan.model import DeleteObjects, Plan
+from cni_migrate.kube import NotFound
 from cni_migrate.kube.client import Cluster
 from cni_migrate.kube.rest import Rest
 from cni_migrate_testbed import ControlPlane
@@ -155,12 +156,13 @@ def load_example(cp: ControlPlane, name: str, plan: Plan | None = None) -> Clust
 def _ensure_kind(rest: Rest, obj: Obj) -> None:
     """A custom resource whose CRD the snapshot lacks (a generated one) gets a schemaless CRD of its kind."""
     api, kind = str(obj["apiVersion"]), str(obj["kind"])
-    if "/" not in api or api.split("/")[0].endswith(".k8s.io") or "." not in api.split("/")[0]:
+    group = api.split("/", maxsplit=1)[0]
+    if "/" not in api or group.endswith(".k8s.io") or "." not in group:
         return
     try:
         rest.resource(api, kind)
         return
-    except Exception:  # noqa: BLE001 - not served yet
+    except NotFound:  # not served yet
         pass
     group, version = api.split("/")
     plural = kind.lower() + ("es" if kind.lower().endswith("s") else "s")
