@@ -494,7 +494,13 @@ class Executor:
             j.record(s.id, what, "failed", index=i, message=str(e)[:2000])
             raise StepFailed(s.id, f"{runners.describe(a)}: {e}") from e
         j.record(
-            s.id, what, "done" if out.state == "done" else out.state, index=i, message=out.message[:2000], data=out.data
+            s.id,
+            what,
+            "done" if out.state == "done" else out.state,
+            index=i,
+            message=out.message[:2000],
+            data=out.data,
+            defer=True,
         )
         self.emit("action-done", step=s.id, index=i, action=a.action, state=out.state, message=out.message)
         if ctx.stop.is_set() and self.stop_flag:
