@@ -173,6 +173,8 @@ def snapshot(
     opts = options(ctx)
 
     def body() -> int:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BadInput(f"--out-dir {out_dir} is not a directory")
         if out_dir.exists() and any(out_dir.iterdir()) and not force:
             raise BadInput(f"{out_dir} is not empty; choose another directory or pass --force")
         from cni_migrate.facts.live import read_cluster  # noqa: PLC0415 - loads the client library

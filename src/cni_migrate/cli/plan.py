@@ -22,6 +22,7 @@ from rich.table import Table
 from cni_migrate import __version__
 from cni_migrate.analysis.plan import Plan, PlanError, PlanOptions, build_plan, gc_paused, render_runbook
 from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, guarded, options
+from cni_migrate.yamlsafe import YamlInputError, load_one
 
 PLAN_FILE = "plan.yaml"
 PLAN_JSON = "plan.json"
@@ -67,11 +68,12 @@ def _load_values(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_one(path.read_bytes())
     except OSError as e:
         raise BadInput(f"--values {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise BadInput(f"--values {path}: not valid YAML ({e})") from e
+    except YamlInputError as e:
+        where = f"{path}:{e.line}" if e.line is not None else str(path)
+        raise BadInput(f"--values {where}: not valid YAML ({e.message})") from e
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -27,16 +27,32 @@ from cni_migrate.facts.objects import (
     ObjectStore,
 )
 from cni_migrate.facts.snapshot import SnapshotError, load_snapshot
+from cni_migrate.facts.validate import FactInputError, validate_store
 
 # Kinds without which whole groups of facts are unknown; a snapshot lacking one says so.
 REQUIRED_KINDS: tuple[KindRef, ...] = (NODE, POD, DAEMONSET, CONFIGMAP, PDB)
 
-__all__ = ["ClusterFacts", "Fact", "SnapshotError", "extract_facts", "facts_from_snapshot", "load_snapshot"]
+__all__ = [
+    "ClusterFacts",
+    "Fact",
+    "FactInputError",
+    "SnapshotError",
+    "extract_facts",
+    "facts_from_snapshot",
+    "load_snapshot",
+]
 
 
 def extract_facts(store: ObjectStore, *, kind: str = "snapshot") -> ClusterFacts:
+    """The facts of the objects in ``store``. A field of the wrong type or an impossible value raises
+    :class:`SnapshotError` naming the file (or the live cluster), the object, the field and what was expected."""
     with gc_paused():
-        return _extract(store, kind)
+        try:
+            validate_store(store)
+            return _extract(store, kind)
+        except FactInputError as e:
+            where = (store.file_of(e.obj) if e.obj is not None else None) or store.location or "input"
+            raise SnapshotError(where, str(e)) from e
 
 
 def _extract(store: ObjectStore, kind: str) -> ClusterFacts:

@@ -35,6 +35,7 @@ from cni_migrate.facts.objects import (
     ref_text,
 )
 from cni_migrate.facts.podspec import args_of, container, containers, env_value, flag, image_tag
+from cni_migrate.facts.validate import FLANNEL_NET_CONF, asn_value, check_embedded
 
 # Felix settings that change what a migration must do (encapsulation, eBPF dataplane, ports, iptables).
 FELIX_KEYS = (
@@ -266,7 +267,7 @@ def _bgp_configuration(store: ObjectStore) -> Fact[CalicoBGPFacts]:
     return Fact.of(
         CalicoBGPFacts(
             node_to_node_mesh=bool(spec.get("nodeToNodeMeshEnabled", True)),
-            as_number=int(asn) if asn is not None else 64512,
+            as_number=asn_value(asn) if asn is not None else 64512,
             service_cluster_ips=cidrs("serviceClusterIPs"),
             service_external_ips=cidrs("serviceExternalIPs"),
             service_load_balancer_ips=cidrs("serviceLoadBalancerIPs"),
@@ -282,7 +283,7 @@ def _bgp_peer(p: Obj) -> BGPPeerFacts:
     return BGPPeerFacts(
         name=name_of(p),
         peer_ip=str(spec["peerIP"]) if spec.get("peerIP") else None,
-        as_number=int(asn) if asn is not None else None,
+        as_number=asn_value(asn) if asn is not None else None,
         node=str(spec["node"]) if spec.get("node") else None,
         node_selector=str(spec["nodeSelector"]) if spec.get("nodeSelector") else None,
         peer_selector=str(spec["peerSelector"]) if spec.get("peerSelector") else None,
@@ -316,7 +317,7 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
             out[name_of(n)] = CalicoNodeBGPFacts(
                 node=name_of(n),
                 ipv4_address=ann.get("projectcalico.org/IPv4Address"),
-                as_number=int(asn) if asn else None,
+                as_number=asn_value(asn) if asn else None,
                 route_reflector_cluster_id=ann.get("projectcalico.org/RouteReflectorClusterID"),
             )
     for n in store.of(*calico("Node")):
@@ -325,7 +326,7 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
         out[name_of(n)] = CalicoNodeBGPFacts(
             node=name_of(n),
             ipv4_address=bgp.get("ipv4Address"),
-            as_number=int(asn) if asn else None,
+            as_number=asn_value(asn) if asn else None,
             route_reflector_cluster_id=bgp.get("routeReflectorClusterID"),
         )
     return sorted(out.values(), key=lambda r: r.node)
@@ -425,16 +426,17 @@ def flannel_facts(store: ObjectStore, ds: Obj, *, canal: bool) -> FlannelFacts:
             direct_routing=Fact.missing(raw_error),
             **base,
         )
+    check_embedded(conf, FLANNEL_NET_CONF, cm, "data.net-conf.json")
     backend = conf.get("Backend") or {}
     btype = str(backend.get("Type", "udp")).lower()
     port = backend.get("Port")
     return FlannelFacts(
         network=Fact.of(str(conf["Network"]), src) if conf.get("Network") else Fact.missing(f"{src} has no Network"),
         backend_type=Fact.of(btype, src),
-        backend_port=Fact.of(int(port), src)
+        backend_port=Fact.of(int(str(port)), src)
         if port
         else Fact.of(FLANNEL_DEFAULT_PORT.get(btype, 0), f"{src} (Port unset: flannel's default for {btype})"),
-        vni=Fact.of(int(backend.get("VNI", 1)), src),
+        vni=Fact.of(int(str(backend.get("VNI") or 1)), src),
         direct_routing=Fact.of(bool(backend.get("DirectRouting", False)), src),
         **base,
     )

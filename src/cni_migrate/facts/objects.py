@@ -92,6 +92,8 @@ class ObjectStore:
     # 100,000s of times, so each is classified once.
     _refs: dict[tuple[Any, Any], KindRef | None] = field(default_factory=dict)
     _ns_index: dict[tuple[KindRef, str], list[Obj]] = field(default_factory=dict)
+    # (file, the objects read from it): looked through only to name the file of a bad object in an error.
+    origins: list[tuple[str, list[Obj]]] = field(default_factory=list)
 
     def add(self, obj: Obj) -> None:
         self.add_all((obj,))
@@ -169,6 +171,12 @@ class ObjectStore:
             md = o.get("metadata") or {}
             if md.get("name") == name and (namespace is None or md.get("namespace") == namespace):
                 return o
+        return None
+
+    def file_of(self, obj: Obj) -> str | None:
+        for name, objs in self.origins:
+            if any(o is obj for o in objs):
+                return name
         return None
 
     def kinds(self) -> Iterator[tuple[KindRef, int]]:
