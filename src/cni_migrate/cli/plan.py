@@ -21,7 +21,7 @@ from rich.table import Table
 
 from cni_migrate import __version__
 from cni_migrate.analysis.plan import Plan, PlanError, PlanOptions, build_plan, gc_paused, render_runbook
-from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, guarded, options
+from cni_migrate.cli.common import EXIT_BAD_INPUT, EXIT_FINDINGS, BadInput, GlobalOptions, guarded, options
 from cni_migrate.yamlsafe import YamlInputError, load_one
 
 PLAN_FILE = "plan.yaml"
@@ -291,6 +291,8 @@ def plan(
                 namespace=namespace,
                 backup_dir=backup_dir,
                 values_file=str(values) if values else None,
+                kube_context=_context(opts),
+                kubeconfig=opts.kubeconfig,
                 base_values=base,
                 set_values=list(set_ or []),
                 **kwargs,
@@ -320,6 +322,17 @@ def plan(
         return 0
 
     guarded(body)
+
+
+def _context(opts: GlobalOptions) -> str | None:
+    """The context the plan's runbook pins: --context, else (planning from the live cluster) the kubeconfig's
+    current context; offline without --context the runbook takes it from $KUBE_CONTEXT."""
+    if opts.context or opts.snapshot:
+        return opts.context
+    from cni_migrate.kube.client import load_kubeconfig  # noqa: PLC0415 - only when planning live
+
+    current = load_kubeconfig(opts.kubeconfig, None).current_context
+    return str(current) if current else None
 
 
 def _option_error(e: ValueError) -> str:

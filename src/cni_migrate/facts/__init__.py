@@ -20,6 +20,7 @@ from cni_migrate.facts.model import ClusterFacts, Fact, SourceInfo
 from cni_migrate.facts.objects import (
     CONFIGMAP,
     DAEMONSET,
+    NAMESPACE,
     NODE,
     PDB,
     POD,
@@ -81,7 +82,18 @@ def _extract(store: ObjectStore, kind: str) -> ClusterFacts:
         policies=policy_facts(store),
         istio=istio_facts(store),
         cilium_helm_releases=cilium_helm_releases(store),
+        kube_system_uid=_kube_system_uid(store),
     )
+
+
+def _kube_system_uid(store: ObjectStore) -> Fact[str]:
+    ns = store.get(NAMESPACE, None, "kube-system")
+    uid = (ns.get("metadata") or {}).get("uid") if ns is not None else None
+    if isinstance(uid, str) and uid:
+        return Fact.of(uid, "Namespace kube-system metadata.uid")
+    if ns is None:
+        return Fact.missing("the input has no kube-system Namespace object")
+    return Fact.missing("the kube-system Namespace in the input has no metadata.uid")
 
 
 def facts_from_snapshot(path: str) -> ClusterFacts:

@@ -87,6 +87,9 @@ class PlanOptions(BaseModel):
     probe_image: str = DEFAULT_PROBE_IMAGE
     backup_dir: str = "cni-migrate-backup"
     values_file: str | None = None
+    # The cluster the plan is for, as the runbook's kubectl/helm commands must address it.
+    kube_context: str | None = None
+    kubeconfig: str | None = None
     base_values: dict[str, Any] = Field(default_factory=dict)
     set_values: list[str] = Field(default_factory=list)
 
