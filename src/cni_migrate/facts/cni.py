@@ -62,6 +62,13 @@ CALICO_NODE_ANNOTATIONS = (
 )
 
 
+def _is_ready(node: Obj) -> bool:
+    conditions = dig(node, "status", "conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
+
+
 def _daemonsets_named(store: ObjectStore, *names: str) -> list[Obj]:
     return [d for d in store.of(DAEMONSET) if name_of(d) in names]
 
@@ -115,7 +122,16 @@ def detect_cni(store: ObjectStore) -> CniFacts:
     else:
         detected = "unknown"
     evidence = [e for _, e in found]
-    if detected == "unknown":
+    ready = [name_of(n) for n in store.of(NODE) if _is_ready(n)]
+    if detected == "none" and not found and ready:
+        # Ready nodes are networked by something: a CNI outside DaemonSets (static pods, host services) or one
+        # this tool does not know. "No CNI" would plan an install next to it.
+        detected = "unknown"
+        evidence.append(
+            f"{len(ready)} node(s) are Ready ({', '.join(ready[:3])}{', ...' if len(ready) > 3 else ''}), so a CNI "
+            "networks them, but no DaemonSet of Calico, Canal, Flannel, Cilium or kube-router was found"
+        )
+    elif detected == "unknown":
         evidence.append("the input has no DaemonSet objects, so no CNI agent could be seen")
     elif detected == "none" and not found:
         evidence.append("no DaemonSet of Calico, Canal, Flannel, Cilium or kube-router exists")

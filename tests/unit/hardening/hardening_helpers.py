@@ -74,3 +74,9 @@ def plan_args(snap: Path, *extra: str, strategy: str = "offline") -> list[str]:
         strategy,
         *extra,
     ]
+
+
+def error_output(r: Result) -> str:
+    """Everything printed on stderr, the error and its listed reasons."""
+    assert "error:" in r.stderr, r.output
+    return " ".join(r.stderr.split())
