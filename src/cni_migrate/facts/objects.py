@@ -108,6 +108,8 @@ class ObjectStore:
             keys = {(o.get("apiVersion"), o.get("kind")) for o in items}
         except AttributeError as e:
             raise InvalidObject("expected every item to be an object with apiVersion and kind") from e
+        except TypeError as e:  # a list or mapping where apiVersion or kind should be a string
+            raise InvalidObject("expected apiVersion and kind of every item to be strings") from e
         for key in keys:
             if key not in self._refs:
                 if not isinstance(key[0], str) or not isinstance(key[1], str) or not key[1]:

@@ -307,6 +307,8 @@ def check(value: Any, schema: Schema, path: str, obj: Obj | None) -> None:
         if not isinstance(value, list):
             raise FactInputError(obj, path, f"a list of {_expected(schema[0]).removeprefix('a ')}", value)
         for i, item in enumerate(value):
+            if item is None and schema[0] is not object:
+                raise FactInputError(obj, f"{path}[{i}]", _expected(schema[0]), item)
             check(item, schema[0], f"{path}[{i}]", obj)
     elif schema is int:
         if isinstance(value, bool) or not isinstance(value, int):

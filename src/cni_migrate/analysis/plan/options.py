@@ -965,6 +965,28 @@ class _Resolver:
                 "the old CNI routes pods directly between nodes, which share one L2 segment",
                 "cni.flannel.backend_type" if flannel is not None else "cni.calico.nodes_bgp",
             )
+        if not adnr and bgp != "none":
+            # Cilium's BGP control plane advertises pod CIDRs to its peers but installs no routes between the
+            # nodes (Calico's BIRD did, over its mesh or route reflectors).
+            subnets = self._node_subnets()
+            if len(subnets) == 1 or self.derived_adnr:
+                adnr = True
+                self.decide(
+                    "auto-direct-node-routes",
+                    True,
+                    "derived",
+                    f"native routing with BGP: {bgp}'s BGP advertises pod CIDRs to the routers only, so the nodes, "
+                    f"which share one L2 segment ({subnets[0] if subnets else 'per the old CNI'}), route each "
+                    "other's pod CIDRs directly",
+                    "cni.calico.nodes_bgp",
+                )
+            else:
+                self.warnings.append(
+                    f"native routing with --bgp {bgp}: Cilium programs no routes between nodes, and the nodes are "
+                    f"not known to share one L2 segment (fact cni.calico.nodes_bgp: {len(subnets) or 'no'} node "
+                    "subnets): pod traffic between nodes goes through the BGP routers, which must accept and "
+                    "re-advertise every node's pod CIDR; pass --auto-direct-node-routes if the nodes do share one"
+                )
         if bgp == "none" and not adnr:
             self.error(
                 "--routing native: nothing would route pod CIDRs between nodes: there is no BGP (--bgp none; fact "
