@@ -159,8 +159,8 @@ Schema = Any
 METADATA: dict[str, Schema] = {
     "name": str,
     "namespace": str,
-    "labels": {"*": SCALAR},
-    "annotations": {"*": SCALAR},
+    "labels": {"*": str},
+    "annotations": {"*": str},
     "finalizers": [str],
 }
 
@@ -192,7 +192,7 @@ NODE_SCHEMA: dict[str, Schema] = {
         "annotations": {
             "projectcalico.org/ASNumber": ASN,
             "projectcalico.org/IPv4Address": INTERFACE,
-            "*": SCALAR,
+            "*": str,
         },
     },
     "spec": {

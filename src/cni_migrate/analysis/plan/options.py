@@ -1035,6 +1035,23 @@ class _Resolver:
         flannel = self.facts.cni.flannel
         if calico is not None and calico.ip_pools:
             value = any(p.nat_outgoing for p in calico.ip_pools if not p.disabled)
+            if not value and o.strategy == "rolling" and self._calico_external_peers():
+                self.decide(
+                    "masquerade",
+                    True,
+                    "derived",
+                    "Calico does not masquerade because the routers learn its pod CIDRs over BGP, but migrated pods "
+                    "get addresses from Cilium's new pool, which no router knows while Calico runs: masquerading "
+                    "gives their egress traffic a return route during the migration",
+                    "cni.calico.ip_pools",
+                    "cni.calico.bgp_peers",
+                )
+                self.warnings.append(
+                    "masquerading is on for the rolling migration (migrated pods' egress needs a return route); the "
+                    "final values keep it: turn it off (--no-masquerade in a later plan) once Cilium's BGP "
+                    "advertises the new pod CIDR"
+                )
+                return True
             self.decide(
                 "masquerade",
                 value,
