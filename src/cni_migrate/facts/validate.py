@@ -351,13 +351,43 @@ def _pod(p: Obj) -> None:
         check(md.get("namespace"), str, "metadata.namespace", p)
 
 
+_NONE = type(None)
+
+
+def _pods_look_fine(pods: list[Obj]) -> bool:
+    """The types of the few fields read from every Pod, gathered a field at a time (C-speed comprehensions over
+    100,000s of pods); False sends the pods through :func:`_pod`, which names the first bad one."""
+    mds = [p.get("metadata") for p in pods]
+    specs = [p.get("spec") for p in pods]
+    statuses = [p.get("status") for p in pods]
+    if {type(x) for x in mds} - {dict, _NONE} or {type(x) for x in specs} - {dict, _NONE}:
+        return False
+    if {type(x) for x in statuses} - {dict, _NONE}:
+        return False
+    md_dicts = [m for m in mds if m]
+    spec_dicts = [sp for sp in specs if sp]
+    return not (
+        {type(m.get("name")) for m in md_dicts} - {str, _NONE}
+        or {type(m.get("namespace")) for m in md_dicts} - {str, _NONE}
+        or {type(m.get("labels")) for m in md_dicts} - {dict, _NONE}
+        or {type(sp.get("nodeName")) for sp in spec_dicts} - {str, _NONE}
+        or {type(sp.get("hostNetwork")) for sp in spec_dicts} - {bool, _NONE}
+        or {type(st.get("phase")) for st in statuses if st} - {str, _NONE}
+    )
+
+
 def validate_store(store: ObjectStore) -> None:
     """Check every object the store holds; the first bad field raises :class:`FactInputError`."""
     for ref, _count in store.kinds():
         objs = store.of(ref)
         if ref == POD:
+            if not _pods_look_fine(objs):
+                for p in objs:
+                    _pod(p)
             for p in objs:
-                _pod(p)
+                md = p.get("metadata")
+                if isinstance(md, dict) and md.get("namespace") == "kube-system":
+                    _pod(p)
             continue
         schema = SCHEMAS.get(ref, DEFAULT_SCHEMA)
         for o in objs:
