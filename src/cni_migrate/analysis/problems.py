@@ -44,6 +44,15 @@ def _ranges(
 
 def find_problems(facts: ClusterFacts) -> list[Problem]:
     out: list[Problem] = []
+    if facts.source.objects == 0 and facts.source.missing_kinds:
+        out.append(
+            Problem(
+                id="empty-input",
+                severity="warning",
+                message=f"the input ({facts.source.location or facts.source.kind}) holds no objects the tool uses: "
+                "nothing to discover",
+            )
+        )
     pods, services, lbs, nodes = _ranges(facts)
     for ov in find_overlaps(pods, services) + find_overlaps(pods, lbs) + find_overlaps(services, lbs):
         out.append(

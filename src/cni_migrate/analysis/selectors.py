@@ -137,11 +137,16 @@ def _tokens(text: str) -> list[str]:
     return out
 
 
+# Calico selectors are a line or two; a deeper one is garbage (and would exhaust Python's recursion limit).
+MAX_SELECTOR_DEPTH = 64
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.toks = _tokens(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self, k: int = 0) -> str | None:
         j = self.i + k
@@ -176,15 +181,28 @@ class _Parser:
             items.append(self.unary())
         return items[0] if len(items) == 1 else And(tuple(items))
 
+    def _deeper(self) -> None:
+        self.depth += 1
+        if self.depth > MAX_SELECTOR_DEPTH:
+            raise SelectorError(
+                f"selector nested deeper than {MAX_SELECTOR_DEPTH} levels of parentheses or '!': "
+                f"{self.text[:60]!r}{'...' if len(self.text) > 60 else ''}"
+            )
+
     def unary(self) -> Expr:
         tok = self.peek()
         if tok == "!":
             self.take()
-            return Not(self.unary())
+            self._deeper()
+            e: Expr = Not(self.unary())
+            self.depth -= 1
+            return e
         if tok == "(":
             self.take()
+            self._deeper()
             e = self.or_expr()
             self.take(")")
+            self.depth -= 1
             return e
         if tok in ("all", "global") and self.peek(1) == "(":
             self.take()

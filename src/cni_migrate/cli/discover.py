@@ -21,6 +21,7 @@ from cni_migrate.cli.common import (
     options,
     progress_bar,
 )
+from cni_migrate.cli.textfmt import text
 from cni_migrate.facts.model import ApiEndpoint, ClusterFacts, Fact, TigeraOperatorFacts
 from cni_migrate.facts.objects import KindRef
 from cni_migrate.facts.snapshot import MANIFEST_NAME, manifest_document
@@ -31,12 +32,14 @@ def _fact_text(f: Fact[Any], verbose: bool) -> str:
         return f"[yellow]unknown[/yellow] [dim]({f.unknown})[/dim]"
     v = f.value
     if isinstance(v, list):
-        v = ", ".join(str(x) for x in v) or "none"
+        v = text(v) if v else "none"
     elif isinstance(v, ApiEndpoint):
         v = f"{v.host}:{v.port}"
     elif isinstance(v, bool):
         v = "yes" if v else "no"
-    return f"{v} [dim]({f.source})[/dim]" if verbose else str(v)
+    else:
+        v = text(v)
+    return f"{v} [dim]({f.source})[/dim]" if verbose else v
 
 
 def _operator_text(op: Fact[TigeraOperatorFacts], verbose: bool) -> str:
@@ -93,20 +96,23 @@ def render_summary(console: Console, facts: ClusterFacts, problems: list[Problem
         for p in c.ip_pools.value or []:
             t.add_row(
                 "  IPPool",
-                f"{p.name} {p.cidr} /{p.block_size} selector={p.node_selector!r} ipip={p.ipip_mode} "
-                f"vxlan={p.vxlan_mode} nat={p.nat_outgoing}{' DISABLED' if p.disabled else ''}",
+                f"{p.name} {p.cidr} /{p.block_size} selector={p.node_selector} ipip={p.ipip_mode} "
+                f"vxlan={p.vxlan_mode} nat={text(p.nat_outgoing)}{' DISABLED' if p.disabled else ''}",
             )
         if c.bgp.value:
             b = c.bgp.value
             t.add_row(
                 "  BGP",
                 f"AS {b.as_number}, node-to-node mesh {'on' if b.node_to_node_mesh else 'off'}, "
-                f"advertises cluster IPs {b.service_cluster_ips or '-'}, external {b.service_external_ips or '-'}, "
-                f"LB {b.service_load_balancer_ips or '-'}",
+                f"advertises cluster IPs {text(b.service_cluster_ips)}, external {text(b.service_external_ips)}, "
+                f"LB {text(b.service_load_balancer_ips)}",
             )
         for peer in c.bgp_peers:
             scope = peer.node or peer.node_selector or "all nodes"
-            t.add_row("  BGP peer", f"{peer.name}: {peer.peer_ip or peer.peer_selector} AS {peer.as_number} ({scope})")
+            t.add_row(
+                "  BGP peer",
+                f"{peer.name}: {text(peer.peer_ip or peer.peer_selector)} AS {text(peer.as_number)} ({scope})",
+            )
         for rr in c.route_reflectors:
             t.add_row("  route reflector", f"{rr.node} cluster ID {rr.cluster_id}")
         if c.felix:
@@ -200,6 +206,8 @@ def snapshot(
     opts = options(ctx)
 
     def body() -> int:
+        if out_dir.exists() and not out_dir.is_dir():
+            raise BadInput(f"--out-dir {out_dir} is not a directory")
         if out_dir.exists() and any(out_dir.iterdir()) and not force:
             raise BadInput(f"{out_dir} is not empty; choose another directory or pass --force")
         from cni_migrate.facts.live import read_cluster  # noqa: PLC0415 - loads the client library

@@ -69,16 +69,14 @@ def _read_text(path: str, what: str) -> str:
 
 
 def _load_values_file(path: str) -> Layer:
-    import yaml
+    from cni_migrate.yamlsafe import YamlInputError, load_one
 
     text = _read_text(path, "values file")
-    loader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.load(text, Loader=loader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else path
-        raise BadInput(f"{where}: not valid YAML ({getattr(e, 'problem', None) or e})") from e
+        data = load_one(text)
+    except YamlInputError as e:
+        where = f"{path}:{e.line}" if e.line is not None else path
+        raise BadInput(f"{where}: not valid YAML ({e.message})") from e
     if data is None:
         data = {}
     if not isinstance(data, dict):

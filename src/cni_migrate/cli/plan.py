@@ -27,10 +27,13 @@ from cni_migrate.cli.common import (
     EXIT_FINDINGS,
     EXIT_INTERNAL,
     BadInput,
+    GlobalOptions,
     guarded,
     options,
     output_formats,
 )
+from cni_migrate.cli.textfmt import text
+from cni_migrate.yamlsafe import YamlInputError, load_one
 
 PLAN_FILE = "plan.yaml"
 PLAN_JSON = "plan.json"
@@ -76,11 +79,12 @@ def _load_values(path: Path | None) -> dict[str, Any]:
     if path is None:
         return {}
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_one(path.read_bytes())
     except OSError as e:
         raise BadInput(f"--values {path}: {e.strerror}") from e
-    except yaml.YAMLError as e:
-        raise BadInput(f"--values {path}: not valid YAML ({e})") from e
+    except YamlInputError as e:
+        where = f"{path}:{e.line}" if e.line is not None else str(path)
+        raise BadInput(f"--values {where}: not valid YAML ({e.message})") from e
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -92,20 +96,46 @@ def _previous_generated(out: Path | None) -> dict[str, str]:
     """Values an earlier plan in --out generated (the Maglev seed): planning again keeps them."""
     if out is None:
         return {}
+    doc = _previous_plan(out)
+    if doc is None:
+        return {}
+    return {
+        str(g["name"]): str(g["value"])
+        for g in doc.get("generated") or []
+        if isinstance(g, dict) and g.get("origin") == "generated" and "name" in g and "value" in g
+    }
+
+
+def _previous_plan(out: Path) -> dict[str, Any] | None:
+    """The plan document an earlier run wrote into ``out`` (plan.json, else plan.yaml), if readable."""
     for name in (PLAN_JSON, PLAN_FILE):
         f = out / name
         if f.is_file():
             try:
-                doc = orjson.loads(f.read_bytes()) if name.endswith(".json") else yaml.safe_load(f.read_text())
-            except (OSError, ValueError, yaml.YAMLError):
+                doc = orjson.loads(f.read_bytes()) if name.endswith(".json") else load_one(f.read_bytes())
+            except (OSError, ValueError):
                 continue
             if isinstance(doc, dict):
-                return {
-                    str(g["name"]): str(g["value"])
-                    for g in doc.get("generated") or []
-                    if isinstance(g, dict) and g.get("origin") == "generated" and "name" in g and "value" in g
-                }
-    return {}
+                return doc
+    return None
+
+
+def _stale_files(previous: dict[str, Any] | None, plan: Plan, out: Path) -> list[Path]:
+    """Files the earlier plan in ``out`` wrote (its artifacts) that this plan does not: removed, so no values file
+    or manifest of an old plan is left beside the new one. Only paths inside ``out`` the old plan recorded."""
+    if previous is None:
+        return []
+    keep = {a.path for a in plan.artifacts}
+    root = out.resolve()
+    stale: list[Path] = []
+    for a in previous.get("artifacts") or []:
+        path = a.get("path") if isinstance(a, dict) else None
+        if not isinstance(path, str) or path in keep:
+            continue
+        f = (out / path).resolve()
+        if f.is_file() and f.is_relative_to(root):
+            stale.append(f)
+    return stale
 
 
 def write_out(plan: Plan, runbook: str, out: Path, *, force: bool) -> list[str]:
@@ -114,8 +144,19 @@ def write_out(plan: Plan, runbook: str, out: Path, *, force: bool) -> list[str]:
     has_plan = (out / PLAN_FILE).exists() or (out / PLAN_JSON).exists()
     if out.is_dir() and any(out.iterdir()) and not has_plan and not force:
         raise BadInput(f"--out {out} is not empty and holds no plan; choose another directory or pass --force")
+    previous = _previous_plan(out) if has_plan else None
+    inputs = (previous or {}).get("inputs")
+    old_digest = inputs.get("facts_digest") if isinstance(inputs, dict) else None
+    if has_plan and old_digest != plan.inputs.facts_digest and not force:
+        raise BadInput(
+            f"--out {out} holds the plan of another cluster or of other facts (facts digest "
+            f"{str(old_digest)[:16] if old_digest else 'unreadable'}, this plan's {plan.inputs.facts_digest[:16]}); "
+            "choose another directory or pass --force to replace it"
+        )
     written: list[str] = []
     try:
+        for f in _stale_files(previous, plan, out):
+            f.unlink()
         out.mkdir(parents=True, exist_ok=True)
         for a in plan.artifacts:
             dest = out / a.path
@@ -146,10 +187,10 @@ def render_text(console: Console, plan: Plan, written: list[str], out: Path | No
     for col in ("OPTION", "VALUE", "FROM", "WHY"):
         t.add_column(col, overflow="fold")
     for d in plan.decisions:
-        t.add_row(d.option, escape(str(d.value)), d.origin, escape(d.reason))
+        t.add_row(d.option, escape(text(d.value)), d.origin, escape(d.reason))
     console.print(t)
     for g in plan.generated:
-        console.print(f"generated {g.name} = {g.value} ({g.origin})", highlight=False)
+        console.print(f"generated {g.name} = {text(g.value)} ({g.origin})", highlight=False)
     steps = Table(title="Steps", title_justify="left", box=None, pad_edge=False)
     for col in ("#", "STEP", "SCOPE", "DISRUPTION", "TITLE"):
         steps.add_column(col, overflow="fold")
@@ -296,6 +337,8 @@ def plan(
                 namespace=namespace,
                 backup_dir=backup_dir,
                 values_file=str(values) if values else None,
+                kube_context=_context(opts),
+                kubeconfig=opts.kubeconfig,
                 base_values=base,
                 set_values=list(set_ or []),
                 **kwargs,
@@ -335,6 +378,17 @@ def plan(
         return 0
 
     guarded(body)
+
+
+def _context(opts: GlobalOptions) -> str | None:
+    """The context the plan's runbook pins: --context, else (planning from the live cluster) the kubeconfig's
+    current context; offline without --context the runbook takes it from $KUBE_CONTEXT."""
+    if opts.context or opts.snapshot:
+        return opts.context
+    from cni_migrate.kube.client import load_kubeconfig  # noqa: PLC0415 - only when planning live
+
+    current = load_kubeconfig(opts.kubeconfig, None).current_context
+    return str(current) if current else None
 
 
 def _option_error(e: ValueError) -> str:

@@ -20,6 +20,7 @@ from cni_migrate.facts.model import ClusterFacts, Fact, SourceInfo
 from cni_migrate.facts.objects import (
     CONFIGMAP,
     DAEMONSET,
+    NAMESPACE,
     NODE,
     PDB,
     POD,
@@ -28,18 +29,34 @@ from cni_migrate.facts.objects import (
     calico,
 )
 from cni_migrate.facts.snapshot import SnapshotError, load_snapshot
+from cni_migrate.facts.validate import FactInputError, validate_store
 
 # Kinds without which whole groups of facts are unknown; a snapshot lacking one says so.
 REQUIRED_KINDS: tuple[KindRef, ...] = (NODE, POD, DAEMONSET, CONFIGMAP, PDB)
 # Required when Calico is found: without IPPools its pools and encapsulation are unknown.
 CALICO_IPPOOL = KindRef("crd.projectcalico.org", "IPPool")
 
-__all__ = ["ClusterFacts", "Fact", "SnapshotError", "extract_facts", "facts_from_snapshot", "load_snapshot"]
+__all__ = [
+    "ClusterFacts",
+    "Fact",
+    "FactInputError",
+    "SnapshotError",
+    "extract_facts",
+    "facts_from_snapshot",
+    "load_snapshot",
+]
 
 
 def extract_facts(store: ObjectStore, *, kind: str = "snapshot") -> ClusterFacts:
+    """The facts of the objects in ``store``. A field of the wrong type or an impossible value raises
+    :class:`SnapshotError` naming the file (or the live cluster), the object, the field and what was expected."""
     with gc_paused():
-        return _extract(store, kind)
+        try:
+            validate_store(store)
+            return _extract(store, kind)
+        except FactInputError as e:
+            where = (store.file_of(e.obj) if e.obj is not None else None) or store.location or "input"
+            raise SnapshotError(where, str(e)) from e
 
 
 def _extract(store: ObjectStore, kind: str) -> ClusterFacts:
@@ -69,7 +86,18 @@ def _extract(store: ObjectStore, kind: str) -> ClusterFacts:
         policies=policy_facts(store),
         istio=istio_facts(store),
         cilium_helm_releases=cilium_helm_releases(store),
+        kube_system_uid=_kube_system_uid(store),
     )
+
+
+def _kube_system_uid(store: ObjectStore) -> Fact[str]:
+    ns = store.get(NAMESPACE, None, "kube-system")
+    uid = (ns.get("metadata") or {}).get("uid") if ns is not None else None
+    if isinstance(uid, str) and uid:
+        return Fact.of(uid, "Namespace kube-system metadata.uid")
+    if ns is None:
+        return Fact.missing("the input has no kube-system Namespace object")
+    return Fact.missing("the kube-system Namespace in the input has no metadata.uid")
 
 
 def facts_from_snapshot(path: str) -> ClusterFacts:

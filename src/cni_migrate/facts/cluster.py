@@ -8,8 +8,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
 from cni_migrate.facts.model import (
     ApiEndpoint,
     CniFacts,
@@ -49,8 +47,16 @@ from cni_migrate.facts.objects import (
     ref_text,
 )
 from cni_migrate.facts.podspec import args_of, containers, flag, image_tag
-
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+from cni_migrate.facts.validate import (
+    KUBE_PROXY_CONFIG,
+    KUBEADM_CLUSTER_CONFIGURATION,
+    FactInputError,
+    check_embedded,
+    cidr_list,
+    int_value,
+    port_value,
+)
+from cni_migrate.yamlsafe import YamlInputError, load_one
 
 CNI_ANNOTATION_PREFIXES = (
     "projectcalico.org/",
@@ -180,9 +186,10 @@ def _kubeadm_cluster_config(store: ObjectStore) -> tuple[dict[str, Any] | None, 
     if not isinstance(raw, str):
         return None, ""
     try:
-        doc = yaml.load(raw, Loader=_Loader)
-    except yaml.YAMLError:
-        return None, ""
+        doc = load_one(raw)
+    except YamlInputError as e:
+        raise FactInputError(cm, "data.ClusterConfiguration", f"a kubeadm ClusterConfiguration ({e})", raw) from e
+    check_embedded(doc, KUBEADM_CLUSTER_CONFIGURATION, cm, "data.ClusterConfiguration")
     return (doc if isinstance(doc, dict) else None), f"{ref_text(cm)} ClusterConfiguration"
 
 
@@ -232,9 +239,10 @@ def kube_proxy_facts(store: ObjectStore) -> KubeProxyFacts:
         raw = dig(cm, "data", "config.conf")
         if isinstance(raw, str):
             try:
-                loaded = yaml.load(raw, Loader=_Loader)
-            except yaml.YAMLError:
-                loaded = None
+                loaded = load_one(raw)
+            except YamlInputError as e:
+                raise FactInputError(cm, "data.config.conf", f"a KubeProxyConfiguration ({e})", raw) from e
+            check_embedded(loaded, KUBE_PROXY_CONFIG, cm, "data.config.conf")
             config = loaded if isinstance(loaded, dict) else None
             src = f"{ref_text(cm)} config.conf"
     args = args_of(next(containers(ds), {})) if ds else []
@@ -283,25 +291,41 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
     kcm_args, kcm_src, _ = _static_pod_args(store, "kube-controller-manager")
     no_cp = "no kubeadm-config ConfigMap or kube-apiserver/kube-controller-manager static pods in the input"
 
+    cfg_cm = store.get(CONFIGMAP, "kube-system", "kubeadm-config")
+    kcm_pod = _static_pod_args(store, "kube-controller-manager")[2]
+
+    def cidrs(raw: Any, obj: Obj | None, field: str) -> list[str]:
+        return cidr_list(_split(str(raw)), obj, field)
+
     service: Fact[list[str]]
     if flag(api_args, "service-cluster-ip-range"):
         service = Fact.of(
-            _split(str(flag(api_args, "service-cluster-ip-range"))), f"{api_src} --service-cluster-ip-range"
+            cidrs(flag(api_args, "service-cluster-ip-range"), api_pod, "command --service-cluster-ip-range"),
+            f"{api_src} --service-cluster-ip-range",
         )
     elif networking.get("serviceSubnet"):
-        service = Fact.of(_split(str(networking["serviceSubnet"])), f"{cfg_src} networking.serviceSubnet")
+        service = Fact.of(
+            cidrs(networking["serviceSubnet"], cfg_cm, "data.ClusterConfiguration networking.serviceSubnet"),
+            f"{cfg_src} networking.serviceSubnet",
+        )
     elif flag(kcm_args, "service-cluster-ip-range"):
         service = Fact.of(
-            _split(str(flag(kcm_args, "service-cluster-ip-range"))), f"{kcm_src} --service-cluster-ip-range"
+            cidrs(flag(kcm_args, "service-cluster-ip-range"), kcm_pod, "command --service-cluster-ip-range"),
+            f"{kcm_src} --service-cluster-ip-range",
         )
     else:
         service = Fact.missing(no_cp)
 
     pods: Fact[list[str]]
     if flag(kcm_args, "cluster-cidr"):
-        pods = Fact.of(_split(str(flag(kcm_args, "cluster-cidr"))), f"{kcm_src} --cluster-cidr")
+        pods = Fact.of(
+            cidrs(flag(kcm_args, "cluster-cidr"), kcm_pod, "command --cluster-cidr"), f"{kcm_src} --cluster-cidr"
+        )
     elif networking.get("podSubnet"):
-        pods = Fact.of(_split(str(networking["podSubnet"])), f"{cfg_src} networking.podSubnet")
+        pods = Fact.of(
+            cidrs(networking["podSubnet"], cfg_cm, "data.ClusterConfiguration networking.podSubnet"),
+            f"{cfg_src} networking.podSubnet",
+        )
     elif cni.flannel and cni.flannel.network.known and cni.flannel.network.value:
         pods = Fact.of([cni.flannel.network.value], str(cni.flannel.network.source))
     elif cni.calico and cni.calico.ip_pools.value:
@@ -314,7 +338,10 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
 
     mask: Fact[int]
     if flag(kcm_args, "node-cidr-mask-size"):
-        mask = Fact.of(int(str(flag(kcm_args, "node-cidr-mask-size"))), f"{kcm_src} --node-cidr-mask-size")
+        size = int_value(
+            flag(kcm_args, "node-cidr-mask-size"), kcm_pod, "command --node-cidr-mask-size", low=1, high=128
+        )
+        mask = Fact.of(size, f"{kcm_src} --node-cidr-mask-size")
     elif kcm_args:
         mask = Fact.of(24, f"{kcm_src} (--node-cidr-mask-size unset: default 24 for IPv4)")
     else:
@@ -339,10 +366,14 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
     cpe = str(cfg.get("controlPlaneEndpoint") or "") if cfg else ""
     if cpe:
         host, _, port = cpe.rpartition(":") if re.search(r":\d+$", cpe) else (cpe, "", "6443")
-        endpoint = Fact.of(ApiEndpoint(host=host.strip("[]"), port=int(port)), f"{cfg_src} controlPlaneEndpoint")
+        api_port = port_value(port, cfg_cm, "data.ClusterConfiguration controlPlaneEndpoint (port)")
+        endpoint = Fact.of(ApiEndpoint(host=host.strip("[]"), port=api_port), f"{cfg_src} controlPlaneEndpoint")
     elif flag(api_args, "advertise-address"):
         endpoint = Fact.of(
-            ApiEndpoint(host=str(flag(api_args, "advertise-address")), port=int(flag(api_args, "secure-port") or 6443)),
+            ApiEndpoint(
+                host=str(flag(api_args, "advertise-address")),
+                port=port_value(flag(api_args, "secure-port") or 6443, api_pod, "command --secure-port"),
+            ),
             f"{api_src} --advertise-address/--secure-port",
         )
     elif api_pod is not None and (meta(api_pod).get("annotations") or {}).get(
@@ -350,7 +381,9 @@ def network_facts(store: ObjectStore, cni: CniFacts) -> NetworkFacts:
     ):
         raw = str(meta(api_pod)["annotations"]["kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint"])
         host, _, port = raw.rpartition(":")
-        endpoint = Fact.of(ApiEndpoint(host=host, port=int(port)), f"{ref_text(api_pod)} advertise-address annotation")
+        field = "metadata.annotations.kubeadm.kubernetes.io/kube-apiserver.advertise-address.endpoint (port)"
+        ann_port = port_value(port, api_pod, field)
+        endpoint = Fact.of(ApiEndpoint(host=host, port=ann_port), f"{ref_text(api_pod)} advertise-address annotation")
     else:
         endpoint = Fact.missing("no controlPlaneEndpoint in kubeadm-config and no kube-apiserver pod in the input")
     return NetworkFacts(

@@ -37,6 +37,7 @@ from cni_migrate.facts.objects import (
 )
 from cni_migrate.facts.podspec import args_of, container, containers, env_value, flag, image_tag
 from cni_migrate.facts.tigera import blocking_finalizers, tigera_operator
+from cni_migrate.facts.validate import FLANNEL_NET_CONF, asn_value, check_embedded
 
 # Felix settings that change what a migration must do (encapsulation, eBPF dataplane, ports, iptables).
 FELIX_KEYS = (
@@ -61,6 +62,13 @@ CALICO_NODE_ANNOTATIONS = (
     "projectcalico.org/ASNumber",
     "projectcalico.org/RouteReflectorClusterID",
 )
+
+
+def _is_ready(node: Obj) -> bool:
+    conditions = dig(node, "status", "conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True" for c in conditions
+    )
 
 
 def _daemonsets_named(store: ObjectStore, *names: str) -> list[Obj]:
@@ -116,7 +124,16 @@ def detect_cni(store: ObjectStore) -> CniFacts:
     else:
         detected = "unknown"
     evidence = [e for _, e in found]
-    if detected == "unknown":
+    ready = [name_of(n) for n in store.of(NODE) if _is_ready(n)]
+    if detected == "none" and not found and ready:
+        # Ready nodes are networked by something: a CNI outside DaemonSets (static pods, host services) or one
+        # this tool does not know. "No CNI" would plan an install next to it.
+        detected = "unknown"
+        evidence.append(
+            f"{len(ready)} node(s) are Ready ({', '.join(ready[:3])}{', ...' if len(ready) > 3 else ''}), so a CNI "
+            "networks them, but no DaemonSet of Calico, Canal, Flannel, Cilium or kube-router was found"
+        )
+    elif detected == "unknown":
         evidence.append("the input has no DaemonSet objects, so no CNI agent could be seen")
     elif detected == "none" and not found:
         evidence.append("no DaemonSet of Calico, Canal, Flannel, Cilium or kube-router exists")
@@ -360,7 +377,7 @@ def _bgp_configuration(store: ObjectStore) -> Fact[CalicoBGPFacts]:
     return Fact.of(
         CalicoBGPFacts(
             node_to_node_mesh=bool(spec.get("nodeToNodeMeshEnabled", True)),
-            as_number=int(asn) if asn is not None else 64512,
+            as_number=asn_value(asn) if asn is not None else 64512,
             service_cluster_ips=cidrs("serviceClusterIPs"),
             service_external_ips=cidrs("serviceExternalIPs"),
             service_load_balancer_ips=cidrs("serviceLoadBalancerIPs"),
@@ -376,7 +393,7 @@ def _bgp_peer(p: Obj) -> BGPPeerFacts:
     return BGPPeerFacts(
         name=name_of(p),
         peer_ip=str(spec["peerIP"]) if spec.get("peerIP") else None,
-        as_number=int(asn) if asn is not None else None,
+        as_number=asn_value(asn) if asn is not None else None,
         node=str(spec["node"]) if spec.get("node") else None,
         node_selector=str(spec["nodeSelector"]) if spec.get("nodeSelector") else None,
         peer_selector=str(spec["peerSelector"]) if spec.get("peerSelector") else None,
@@ -410,7 +427,7 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
             out[name_of(n)] = CalicoNodeBGPFacts(
                 node=name_of(n),
                 ipv4_address=ann.get("projectcalico.org/IPv4Address"),
-                as_number=int(asn) if asn else None,
+                as_number=asn_value(asn) if asn else None,
                 route_reflector_cluster_id=ann.get("projectcalico.org/RouteReflectorClusterID"),
             )
     for n in store.of(*calico("Node")):
@@ -419,7 +436,7 @@ def _nodes_bgp(store: ObjectStore) -> list[CalicoNodeBGPFacts]:
         out[name_of(n)] = CalicoNodeBGPFacts(
             node=name_of(n),
             ipv4_address=bgp.get("ipv4Address"),
-            as_number=int(asn) if asn else None,
+            as_number=asn_value(asn) if asn else None,
             route_reflector_cluster_id=bgp.get("routeReflectorClusterID"),
         )
     return sorted(out.values(), key=lambda r: r.node)
@@ -528,16 +545,17 @@ def flannel_facts(store: ObjectStore, ds: Obj, *, canal: bool) -> FlannelFacts:
             direct_routing=Fact.missing(raw_error),
             **base,
         )
+    check_embedded(conf, FLANNEL_NET_CONF, cm, "data.net-conf.json")
     backend = conf.get("Backend") or {}
     btype = str(backend.get("Type", "udp")).lower()
     port = backend.get("Port")
     return FlannelFacts(
         network=Fact.of(str(conf["Network"]), src) if conf.get("Network") else Fact.missing(f"{src} has no Network"),
         backend_type=Fact.of(btype, src),
-        backend_port=Fact.of(int(port), src)
+        backend_port=Fact.of(int(str(port)), src)
         if port
         else Fact.of(FLANNEL_DEFAULT_PORT.get(btype, 0), f"{src} (Port unset: flannel's default for {btype})"),
-        vni=Fact.of(int(backend.get("VNI", 1)), src),
+        vni=Fact.of(int(str(backend.get("VNI") or 1)), src),
         direct_routing=Fact.of(bool(backend.get("DirectRouting", False)), src),
         **base,
     )

@@ -298,6 +298,10 @@ class ClusterFacts(BaseModel):
     policies: PolicyFacts
     istio: IstioFacts
     cilium_helm_releases: Fact[list[HelmReleaseFacts]]
+    kube_system_uid: Fact[str] = Field(
+        default=Fact(unknown="not read"),
+        description="metadata.uid of the kube-system Namespace: identifies the cluster (a plan's preflight checks it)",
+    )
 
     def node(self, name: str) -> NodeFacts | None:
         for n in self.nodes:

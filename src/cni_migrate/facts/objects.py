@@ -98,6 +98,8 @@ class ObjectStore:
     # 100,000s of times, so each is classified once.
     _refs: dict[tuple[Any, Any], KindRef | None] = field(default_factory=dict)
     _ns_index: dict[tuple[KindRef, str], list[Obj]] = field(default_factory=dict)
+    # (file, the objects read from it): looked through only to name the file of a bad object in an error.
+    origins: list[tuple[str, list[Obj]]] = field(default_factory=list)
 
     def add(self, obj: Obj) -> None:
         self.add_all((obj,))
@@ -112,6 +114,8 @@ class ObjectStore:
             keys = {(o.get("apiVersion"), o.get("kind")) for o in items}
         except AttributeError as e:
             raise InvalidObject("expected every item to be an object with apiVersion and kind") from e
+        except TypeError as e:  # a list or mapping where apiVersion or kind should be a string
+            raise InvalidObject("expected apiVersion and kind of every item to be strings") from e
         for key in keys:
             if key not in self._refs:
                 if not isinstance(key[0], str) or not isinstance(key[1], str) or not key[1]:
@@ -175,6 +179,12 @@ class ObjectStore:
             md = o.get("metadata") or {}
             if md.get("name") == name and (namespace is None or md.get("namespace") == namespace):
                 return o
+        return None
+
+    def file_of(self, obj: Obj) -> str | None:
+        for name, objs in self.origins:
+            if any(o is obj for o in objs):
+                return name
         return None
 
     def kinds(self) -> Iterator[tuple[KindRef, int]]:

@@ -13,17 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import yaml
 
 from cni_migrate.facts.gcpause import gc_paused
 from cni_migrate.facts.objects import InvalidObject, KindRef, Obj, ObjectStore
+from cni_migrate.yamlsafe import YamlInputError, load_all, load_one
 
 MANIFEST_NAME = "cni-migrate-snapshot.yaml"
 MANIFEST_KIND = "CniMigrateSnapshot"
 MANIFEST_API_VERSION = "cni-migrate.io/v1"
 
 _SUFFIXES = {".yaml", ".yml", ".json"}
-_Loader: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class SnapshotError(Exception):
@@ -54,6 +53,7 @@ def load_snapshot(path: Path | str) -> ObjectStore:
                     store.add_all(batch)
                 except InvalidObject as e:
                     raise SnapshotError(f, str(e)) from e
+                store.origins.append((str(f), batch))
     return store
 
 
@@ -80,17 +80,16 @@ def _batches_in_file(path: Path) -> Iterator[list[Any]]:
             doc = orjson.loads(data)
         except orjson.JSONDecodeError as e:
             raise SnapshotError(path, f"malformed JSON: {e.msg}", line=e.lineno) from e
+        except RecursionError as e:  # pragma: no cover - orjson stops at 1024 levels itself
+            raise SnapshotError(path, "JSON nested too deep to read") from e
         yield _flatten(doc, path)
         return
     try:
-        for doc in yaml.load_all(data, Loader=_Loader):
+        for doc in load_all(data):
             if doc is not None:
                 yield _flatten(doc, path)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark is not None else None
-        raise SnapshotError(path, f"malformed YAML: {e.problem or e}", line=line) from e
-    except yaml.YAMLError as e:
-        raise SnapshotError(path, f"malformed YAML: {e}") from e
+    except YamlInputError as e:
+        raise SnapshotError(path, e.message, line=e.line) from e
 
 
 def _flatten(doc: Any, path: Path) -> list[Any]:
@@ -109,9 +108,9 @@ def _flatten(doc: Any, path: Path) -> list[Any]:
 
 def _read_manifest(path: Path, store: ObjectStore) -> None:
     try:
-        doc = yaml.load(_read_bytes(path), Loader=_Loader)
-    except yaml.YAMLError as e:
-        raise SnapshotError(path, f"malformed snapshot manifest: {e}") from e
+        doc = load_one(_read_bytes(path))
+    except YamlInputError as e:
+        raise SnapshotError(path, f"malformed snapshot manifest: {e.message}", line=e.line) from e
     if not isinstance(doc, dict) or doc.get("kind") != MANIFEST_KIND:
         raise SnapshotError(path, f"expected kind {MANIFEST_KIND}")
     listed = doc.get("listed") or []

@@ -25,6 +25,7 @@ from cni_migrate.kube.errors import (
     KubeError,
     NotFound,
 )
+from cni_migrate.kube.kubeconfig import check_context, read_kubeconfig
 from cni_migrate.kube.rest import Rest
 from cni_migrate.kube.types import ResourceType
 
@@ -75,12 +76,17 @@ def load_kubeconfig(kubeconfig: str | None, context: str | None) -> KubeConfig:
     errors = []
     for p in existing:
         try:
-            cfg = KubeConfig.from_file(p)
-        except (ConfigError, OSError, ValueError) as e:
-            errors.append(f"{p}: {e}")
+            doc = read_kubeconfig(p)
+            if context is None or context in {c["name"] for c in doc["contexts"]}:
+                check_context(p, doc, context)
+                return KubeConfig.from_dict(doc, fname=p)
+        except KubeConfigurationError as e:
+            if kubeconfig is not None or len(existing) == 1:
+                raise
+            errors.append(str(e))
             continue
-        if context is None or context in cfg.contexts:
-            return cfg
+        except (ConfigError, OSError, ValueError, TypeError, KeyError) as e:
+            raise KubeConfigurationError(f"{p}: not a valid kubeconfig: {e}") from e
     if context is not None:
         raise KubeConfigurationError(
             f"context {context!r} not found in {', '.join(str(p) for p in existing)}"

@@ -155,6 +155,10 @@ CASES: list[C] = [
     C("CIL015", "1.16", "", "fire", facts(cni="canal")),
     C("CIL016", "1.16", "", "nc", K),
     C("CIL016", "1.16", NATIVE + " healthChecking=false", "silent", K),
+    C("CIL097", "1.16", NATIVE + " bgpControlPlane.enabled=true", "fire", msg="programs no routes between"),
+    C("CIL097", "1.16", NATIVE + " bgpControlPlane.enabled=true autoDirectNodeRoutes=true", "silent"),
+    C("CIL097", "1.16", "bgpControlPlane.enabled=true", "silent"),
+    C("CIL097", "1.16", NATIVE, "silent"),
     # --- 1.2 kube-proxy replacement ----------------------------------------------------------------------
     C("CIL017", "1.16", "kubeProxyReplacement=strict", "fire", msg="valid value (true or false)"),
     C("CIL017", "1.15", "kubeProxyReplacement=strict", "silent"),

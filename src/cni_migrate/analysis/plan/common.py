@@ -341,6 +341,41 @@ class Builder:
         )
         restore_all = self.restore("old-cni", inv.backup_objects, inv.backup_selectors)
         calico = r.facts.cni.calico
+        bgp_value = calico.bgp.value if calico is not None else None
+        advertised = (
+            [
+                *bgp_value.service_cluster_ips,
+                *bgp_value.service_external_ips,
+                *bgp_value.service_load_balancer_ips,
+            ]
+            if bgp_value is not None
+            else []
+        )
+        peers = [p.peer_ip for p in calico.bgp_peers if p.peer_ip] if calico is not None else []
+        if not disruptive and calico is not None and (advertised or peers):
+            # Rolling: pods already run on Cilium, but BIRD (in calico-node) still advertises service addresses
+            # and pod routes to the routers; deleting Calico withdraws them until Cilium's BGP takes over.
+            until = "the `bgp` step establishes the new sessions" if r.bgp != "none" else "nothing: --bgp none"
+            outage = Disruption(
+                disruptive=True,
+                scope="cluster",
+                estimate_seconds=120,
+                what="Calico's BIRD stops advertising "
+                + (f"service addresses {', '.join(advertised)} and " if advertised else "")
+                + f"pod routes to the BGP peers ({', '.join(peers) or 'in-cluster peers'}); clients outside the "
+                f"cluster lose them until {until}",
+            )
+        if inv.delete_crds and calico is not None:
+            pol = r.facts.policies
+            n_np = pol.calico_network_policies.value or 0
+            n_gnp = pol.calico_global_network_policies.value or 0
+            if n_np or n_gnp:
+                self.warnings.append(
+                    f"deleting Calico's CRDs deletes its {n_np} NetworkPolicies and {n_gnp} GlobalNetworkPolicies "
+                    "(facts policies.calico_network_policies, policies.calico_global_network_policies): they are in "
+                    f"the backup ({self.backup_dir}/old-cni) but not translated to Cilium, so the cluster stops "
+                    "enforcing them; translate them to CiliumNetworkPolicies before this step"
+                )
         if inv.delete_first:
             steps.append(
                 Step(

@@ -3,6 +3,8 @@ install Cilium with kube-proxy replacement, restore BGP routing, restart pods, v
 
 from __future__ import annotations
 
+import hashlib
+
 from cni_migrate.analysis.plan.bgp import bgp_plan
 from cni_migrate.analysis.plan.common import Builder, kubectl, ref_of, release_lint_context
 from cni_migrate.analysis.plan.model import (
@@ -32,13 +34,29 @@ IPAM_CHART_VERSION = "0.1.0"
 def preflight_checks(b: Builder) -> list[Check]:
     r = b.r
     n = len(r.facts.nodes)
+    names = "".join(f"node/{name}\n" for name in sorted(x.name for x in r.facts.nodes))
+    uid = r.facts.kube_system_uid
     checks: list[Check] = [
         CommandCheck(
-            description=f"the cluster answers and has the {n} nodes the plan was made for",
-            shell="kubectl get nodes -o name | wc -l",
-            expect=rf"^\s*{n}\s*$",
+            description=f"the cluster answers and has exactly the {n} nodes the plan was made for (the SHA-256 of "
+            "their sorted names)",
+            shell="kubectl get nodes -o name | LC_ALL=C sort | sha256sum",
+            expect=f"^{hashlib.sha256(names.encode()).hexdigest()} ",
+        ),
+        CommandCheck(
+            description=f"this is the cluster the plan was made for: kube-system's UID is {uid.value}",
+            argv=kubectl("get", "namespace", "kube-system", "-o", "jsonpath={.metadata.uid}"),
+            expect=f"^{uid.value}$",
+        )
+        if uid.known
+        else FactCheck(
+            description="the cluster's identity (kube-system's UID) is unknown, so only the node names are checked",
+            fact="kube_system_uid",
+            result="warn",
+            detail=str(uid.unknown),
         ),
         CommandCheck(description="helm is installed", argv=["helm", "version", "--short"]),
+        CommandCheck(description="jq is installed (backups are saved through it)", argv=["jq", "--version"]),
         FactCheck(
             description="the old CNI",
             fact="cni.detected",

@@ -87,6 +87,9 @@ class PlanOptions(BaseModel):
     probe_image: str = DEFAULT_PROBE_IMAGE
     backup_dir: str = "cni-migrate-backup"
     values_file: str | None = None
+    # The cluster the plan is for, as the runbook's kubectl/helm commands must address it.
+    kube_context: str | None = None
+    kubeconfig: str | None = None
     base_values: dict[str, Any] = Field(default_factory=dict)
     set_values: list[str] = Field(default_factory=list)
 
@@ -201,6 +204,7 @@ class _Resolver:
         seed = self._maglev_seed(kpr)
         workers, cps = self._batches()
         remove_kp = self._remove_kube_proxy(kpr)
+        self._fact_refusals(ipam, bgp)
         if self.errors:
             raise PlanError(self.errors)
         return Resolved(
@@ -259,8 +263,77 @@ class _Resolver:
             )
         return "none"
 
+    def _fact_refusals(self, ipam: str, bgp: str) -> None:
+        """Facts that make any plan unsafe (or one the planner cannot make), each named."""
+        facts = self.facts
+        node_cidrs = [
+            NamedRange(f"node {n.name} podCIDR {c} (fact nodes[{n.name}].pod_cidrs)", parsed)
+            for n in facts.nodes
+            for c in (n.pod_cidrs or ([n.pod_cidr] if n.pod_cidr else []))
+            if (parsed := try_parse(c)) is not None
+        ]
+        overlaps = find_overlaps(node_cidrs)
+        for ov in overlaps[:5]:
+            text = f"{ov.a.label} overlaps {ov.b.label}: two nodes would hand out the same pod addresses"
+            if ipam == "kubernetes":
+                self.error(f"--ipam kubernetes: {text}; fix the nodes' spec.podCIDR first")
+            else:
+                self.warnings.append(text)
+        v6: list[str] = []
+        net = facts.network
+        for label, values in (
+            ("network.pod_cidrs", net.pod_cidrs.value),
+            ("network.service_cidrs", net.service_cidrs.value),
+        ):
+            v6 += [f"{c} (fact {label})" for c in values or [] if (p := try_parse(c)) is not None and p.version == 6]
+        for n in facts.nodes:
+            v6 += [
+                f"{c} (fact nodes[{n.name}].pod_cidrs)"
+                for c in n.pod_cidrs
+                if (p := try_parse(c)) is not None and p.version == 6
+            ]
+        calico = facts.cni.calico
+        if calico is not None:
+            v6 += [
+                f"IPPool {p.name} {p.cidr} (fact cni.calico.ip_pools)"
+                for p in calico.ip_pools.value or []
+                if not p.disabled and ":" in p.cidr
+            ]
+        if v6:
+            self.error(
+                "the cluster is dual-stack or IPv6 ("
+                + ", ".join(v6[:4])
+                + (" ..." if len(v6) > 4 else "")
+                + "), and the planner makes IPv4-only plans: Cilium would drop the IPv6 pod network; plan this "
+                "migration by hand"
+            )
+        if calico is not None and bgp != "none":
+            node_ips = {ip: n.name for n in facts.nodes for ip in n.internal_ips}
+            for peer in calico.bgp_peers:
+                addr = (
+                    (peer.peer_ip or "").rsplit(":", 1)[0].strip("[]")
+                    if peer.peer_ip and peer.peer_ip.count(":") == 1
+                    else (peer.peer_ip or "").strip("[]")
+                )
+                if addr in node_ips:
+                    self.error(
+                        f"--bgp {bgp}: BGP peer {peer.name} has the address {peer.peer_ip} of node {node_ips[addr]} "
+                        f"(fact cni.calico.bgp_peers, nodes[{node_ips[addr]}].internal_ips): an in-cluster peering "
+                        "(e.g. a route reflector by address), which would be translated as an external router; "
+                        "remove it from Calico first or use --bgp none"
+                    )
+
     def _basic_option_checks(self) -> None:
         o = self.o
+        if o.k8s_service_port is not None and not 1 <= o.k8s_service_port <= 65535:
+            self.error(f"--k8s-service-port {o.k8s_service_port}: not a TCP port (1-65535)")
+        for option, value in (
+            ("--cluster-pool-cidr", o.cluster_pool_cidr),
+            ("--native-routing-cidr", o.native_routing_cidr),
+        ):
+            parsed = try_parse(value) if value else None
+            if parsed is not None and parsed.version != 4:
+                self.error(f"{option} {value}: an IPv6 network, but the plan is IPv4-only; give an IPv4 CIDR")
         if o.batch_size < 1:
             self.error(f"--batch-size {o.batch_size}: must be at least 1")
         if o.maglev_table_size not in MAGLEV_TABLE_SIZES:
@@ -911,6 +984,28 @@ class _Resolver:
                 "the old CNI routes pods directly between nodes, which share one L2 segment",
                 "cni.flannel.backend_type" if flannel is not None else "cni.calico.nodes_bgp",
             )
+        if not adnr and bgp != "none":
+            # Cilium's BGP control plane advertises pod CIDRs to its peers but installs no routes between the
+            # nodes (Calico's BIRD did, over its mesh or route reflectors).
+            subnets = self._node_subnets()
+            if len(subnets) == 1 or self.derived_adnr:
+                adnr = True
+                self.decide(
+                    "auto-direct-node-routes",
+                    True,
+                    "derived",
+                    f"native routing with BGP: {bgp}'s BGP advertises pod CIDRs to the routers only, so the nodes, "
+                    f"which share one L2 segment ({subnets[0] if subnets else 'per the old CNI'}), route each "
+                    "other's pod CIDRs directly",
+                    "cni.calico.nodes_bgp",
+                )
+            else:
+                self.warnings.append(
+                    f"native routing with --bgp {bgp}: Cilium programs no routes between nodes, and the nodes are "
+                    f"not known to share one L2 segment (fact cni.calico.nodes_bgp: {len(subnets) or 'no'} node "
+                    "subnets): pod traffic between nodes goes through the BGP routers, which must accept and "
+                    "re-advertise every node's pod CIDR; pass --auto-direct-node-routes if the nodes do share one"
+                )
         if bgp == "none" and not adnr:
             self.error(
                 "--routing native: nothing would route pod CIDRs between nodes: there is no BGP (--bgp none; fact "
@@ -959,6 +1054,23 @@ class _Resolver:
         flannel = self.facts.cni.flannel
         if calico is not None and calico.ip_pools.value:
             value = any(p.nat_outgoing for p in calico.ip_pools.value if not p.disabled)
+            if not value and o.strategy == "rolling" and self._calico_external_peers():
+                self.decide(
+                    "masquerade",
+                    True,
+                    "derived",
+                    "Calico does not masquerade because the routers learn its pod CIDRs over BGP, but migrated pods "
+                    "get addresses from Cilium's new pool, which no router knows while Calico runs: masquerading "
+                    "gives their egress traffic a return route during the migration",
+                    "cni.calico.ip_pools",
+                    "cni.calico.bgp_peers",
+                )
+                self.warnings.append(
+                    "masquerading is on for the rolling migration (migrated pods' egress needs a return route); the "
+                    "final values keep it: turn it off (--no-masquerade in a later plan) once Cilium's BGP "
+                    "advertises the new pod CIDR"
+                )
+                return True
             self.decide(
                 "masquerade",
                 value,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import shlex
 from collections.abc import Iterable
 
@@ -70,6 +71,67 @@ def _q(argv: list[str]) -> str:
     return " ".join(map(_quote, argv))
 
 
+def remote(script: str, *, stdin: bool = False) -> str:
+    """``ssh "$NODE" ...`` running ``script`` (or a script on stdin) as root on the node.
+
+    ssh joins its arguments with spaces and hands the string to the remote login shell, so the remote command is
+    quoted once, as a whole: the remote shell then sees ``sudo sh -c '<script>'`` with the script intact (passed
+    as separate words, ``sh -c test -s f`` would run a bare ``test``)."""
+    command = "sudo sh -s" if stdin else "sudo sh -c " + shlex.quote(script)
+    return 'ssh "$NODE" ' + shlex.quote(command)
+
+
+_ERE = (("\\d", "[0-9]"), ("\\S", "[^[:space:]]"), ("\\s", "[[:space:]]"))
+
+
+def _ere(regex: str) -> tuple[str, bool]:
+    """A check's Python regex as POSIX ERE for ``grep -E`` (and whether it is case-insensitive)."""
+    icase = regex.startswith("(?i)")
+    out = regex.removeprefix("(?i)")
+    for py, posix in _ERE:
+        out = out.replace(py, posix)
+    return out, icase
+
+
+_ON_NODE = '"(node $NODE)"'
+
+
+def _fail(description: str, where: str = "") -> str:
+    return "{ echo " + shlex.quote(f"FAILED: {description}") + (f" {where}" if where else "") + " >&2; false; }"
+
+
+def _judge(description: str, expect: str | None, reject: str | None, where: str = "") -> list[str]:
+    """Lines judging ``$OUT`` (already captured): the check fails the block when the output does not match."""
+    show = "printf '%s\\n' \"$OUT\""
+    lines = [show]
+    if expect:
+        ere, icase = _ere(expect)
+        grep = f"grep -q{'i' if icase else ''}E {shlex.quote(ere)}"
+        lines.append(f"{show} | {grep} || {_fail(description, where)}")
+    if reject:
+        ere, icase = _ere(reject)
+        grep = f"grep -q{'i' if icase else ''}E {shlex.quote(ere)}"
+        lines.append(f"if {show} | {grep}; then {_fail(description, where)}; fi")
+    return lines
+
+
+def confirm(prompt: str) -> str:
+    """A real prompt: the block stops unless the answer is y (read from the terminal, not from pasted text)."""
+    return (
+        f"read -r -p {shlex.quote(prompt + ' [y/N] ')} REPLY </dev/tty; "
+        f'[ "$REPLY" = y ] || {{ echo {shlex.quote("stopped: " + prompt)} >&2; false; }}'
+    )
+
+
+# Saved objects are stripped of what the API server owns, so a rollback can apply them as they are.
+STRIP_JQ = (
+    "def strip: del(.metadata.resourceVersion, .metadata.uid, .metadata.creationTimestamp, .metadata.generation, "
+    ".metadata.managedFields, .metadata.selfLink, .metadata.deletionTimestamp, .metadata.deletionGracePeriodSeconds, "
+    '.status); if .kind == "List" then .items |= map(strip) else strip end'
+)
+_STRIP = "jq " + shlex.quote(STRIP_JQ)
+
+
 def _nodes_text(nodes: list[str]) -> str:
     shown = ", ".join(nodes[:MAX_NODES_SHOWN])
     return shown + (f" and {len(nodes) - MAX_NODES_SHOWN} more" if len(nodes) > MAX_NODES_SHOWN else "")
@@ -83,14 +145,14 @@ def _node_loop(nodes: list[str]) -> str:
 def _file_name(ref: ObjectRef) -> str:
     group = ref.group or "core"
     ns = ref.namespace or "_cluster"
-    return f"{group}_{ref.kind}_{ns}_{ref.name}.yaml"
+    return f"{group}_{ref.kind}_{ns}_{ref.name}.json"
 
 
 def _selector_get(sel: ObjectSelector, dest: str) -> list[str]:
     if sel.kind is None:
         return [
             f"for R in $(kubectl api-resources --api-group={shlex.quote(sel.group)} --verbs=list -o name); do",
-            f'  kubectl get "$R" -A -o yaml > {dest}/"$R".yaml',
+            f'  kubectl get "$R" -A -o json | {_STRIP} > {dest}/"$R".json',
             "done",
         ]
     res = f"{sel.kind.lower()}" + (f".{sel.group}" if sel.group else "")
@@ -100,9 +162,9 @@ def _selector_get(sel: ObjectSelector, dest: str) -> list[str]:
         argv.insert(3, sel.name)
     if sel.label_selector:
         argv += ["-l", sel.label_selector]
-    argv += ["-o", "yaml", "--ignore-not-found"]
+    argv += ["-o", "json"]
     suffix = f"{sel.group or 'core'}_{sel.kind}_{sel.namespace or 'all'}"
-    return [f"{_q(argv)} > {dest}/{suffix}.yaml"]
+    return [f"{_q(argv)} | {_STRIP} > {dest}/{suffix}.json"]
 
 
 def _name_match_lines(m: NameMatch, verb: str, dest: str | None) -> list[str]:
@@ -117,7 +179,9 @@ def _name_match_lines(m: NameMatch, verb: str, dest: str | None) -> list[str]:
     ]
     ns = '$([ "$NS" = "<none>" ] || echo "-n $NS")'
     if verb == "backup":
-        lines.append(f'    kubectl get "$R" "$NAME" {ns} -o yaml > {dest}/"$R"_"$NS"_"$NAME".yaml')
+        lines.append(f'    kubectl get "$R" "$NAME" {ns} -o json | {_STRIP} > {dest}/"$R"_"$NS"_"$NAME".json')
+    elif verb == "list":
+        lines.append('    echo "  $R $NS/$NAME"')
     else:
         lines.append(f'    kubectl delete "$R" "$NAME" {ns} --ignore-not-found --wait=true')
     lines += ["  done", "done"]
@@ -128,19 +192,20 @@ def action_lines(a: Action, plan: Plan) -> list[str]:
     if isinstance(a, Backup):
         lines = [f"mkdir -p {a.destination}"]
         for o in a.objects:
-            argv = ["kubectl", "get", resource(o), *_ns(o), "-o", "yaml", "--ignore-not-found"]
-            lines.append(f"{_q(argv)} > {a.destination}/{_file_name(o)}")
+            argv = ["kubectl", "get", resource(o), *_ns(o), "-o", "json", "--ignore-not-found"]
+            out = f"{a.destination}/{_file_name(o)}"
+            lines.append(f'OBJ=$({_q(argv)}); [ -z "$OBJ" ] || printf \'%s\\n\' "$OBJ" | {_STRIP} > {out}')
         for s in a.selectors:
             lines += _selector_get(s, a.destination)
         if a.name_match is not None:
             lines += _name_match_lines(a.name_match, "backup", a.destination)
         return lines
     if isinstance(a, RestoreBackup):
-        lines = ["# remove metadata.resourceVersion, uid and status from the saved files first"]
+        lines = ["# the saved files were stripped of resourceVersion, uid, managedFields and status when saved"]
         for o in a.objects:
-            lines.append(
-                _q(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", f"{a.source}/{_file_name(o)}"])
-            )
+            f = f"{a.source}/{_file_name(o)}"
+            apply = _q(["kubectl", "apply", "--server-side", "--force-conflicts", "-f", f])
+            lines.append(f"if [ -s {shlex.quote(f)} ]; then {apply}; fi")
         if a.selectors or not a.objects:
             lines.append(_q(["kubectl", "apply", "--server-side", "--force-conflicts", "-R", "-f", a.source]))
         return lines
@@ -168,7 +233,15 @@ def action_lines(a: Action, plan: Plan) -> list[str]:
             )
         ]
     if isinstance(a, DeleteObjects):
-        lines = []
+        lines = ["echo 'These objects will be deleted:'"]
+        for o in a.objects:
+            lines.append(_q(["kubectl", "get", resource(o), *_ns(o), "-o", "name", "--ignore-not-found"]))
+        for s in a.selectors:
+            res = (s.kind or "").lower() + (f".{s.group}" if s.group else "")
+            lines.append(_q(["kubectl", "get", res, *(["-n", s.namespace] if s.namespace else ["-A"]), "-o", "name"]))
+        if a.name_match is not None:
+            lines += _name_match_lines(a.name_match, "list", None)
+        lines.append(confirm("Delete them?"))
         opts = [f"--wait={str(a.wait).lower()}", f"--cascade={a.cascade}", f"--timeout={a.timeout_seconds}s"]
         if a.ignore_not_found:
             opts.insert(0, "--ignore-not-found")
@@ -194,17 +267,20 @@ def action_lines(a: Action, plan: Plan) -> list[str]:
                 '{"metadata":{"finalizers":null}}',
             ]
         )
+        wait = _q(["kubectl", "wait", "--for=delete", resource(a.target), *_ns(a.target)])
         return [
-            f"# only if still terminating after {a.after_seconds}s "
-            f"(finalizers {', '.join(a.finalizers)} are in the backup)",
-            f"sleep {a.after_seconds}",
-            f'if [ -n "$({res} 2>/dev/null)" ]; then',
+            f"# only if still terminating {a.after_seconds}s after the step began "
+            f"(finalizers {', '.join(a.finalizers)} are in the backup); one deadline for the whole step",
+            ': "${STEP_START:=$SECONDS}"',
+            f'LEFT=$(( STEP_START + {a.after_seconds} - SECONDS )); [ "$LEFT" -ge 1 ] || LEFT=1',
+            f'{wait} --timeout="${{LEFT}}s" 2>/dev/null || true',
+            f'if [ -n "$({res} --ignore-not-found 2>/dev/null)" ]; then',
             f"  {patch}",
             "fi",
         ]
     if isinstance(a, NodeCommands):
         lines = [f"# on each node ({len(a.nodes)}: {_nodes_text(a.nodes)}), as root:", _node_loop(a.nodes)]
-        lines.append("  ssh \"$NODE\" sudo sh -s <<'NODE_EOF'")
+        lines.append(f"  {remote('', stdin=True)} <<'NODE_EOF'")
         for c in a.commands:
             lines.append(f"# {c.description}")
             lines.append(c.run + (" || true" if c.ignore_errors else ""))
@@ -229,7 +305,7 @@ def action_lines(a: Action, plan: Plan) -> list[str]:
     if isinstance(a, WaitFor):
         return _wait_lines(a)
     if isinstance(a, ManualGate):
-        return ["# STOP: " + a.prompt, *(f"#   - {d}" for d in a.details)]
+        return ["# STOP: " + a.prompt, *(f"#   - {d}" for d in a.details), confirm("STOP: " + a.prompt + " Continue?")]
     if isinstance(a, CordonNodes):
         return [_q(["kubectl", "cordon", *a.nodes])]
     if isinstance(a, UncordonNodes):
@@ -350,19 +426,33 @@ def check_lines(c: Check, plan: Plan) -> list[str]:
                     "name",
                 ]
             )
-            return [head, f"kubectl -n {ns} exec $({pod}) -c cilium-agent -- {_q(c.argv)}"]
-        if c.nodes:
-            return [head, _node_loop(c.nodes), f'  ssh "$NODE" sudo sh -c {shlex.quote(c.shell or _q(c.argv))}', "done"]
-        if c.shell:
-            return [head, c.shell]
-        return [head, _q(c.argv)]
+            cmd = f"kubectl -n {ns} exec $({pod}) -c cilium-agent -- {_q(c.argv)}"
+        elif c.nodes:
+            cmd = remote(c.shell or _q(c.argv))
+            return [
+                head,
+                _node_loop(c.nodes),
+                f"  OUT=$({cmd}) || {_fail(c.description, _ON_NODE)}",
+                *(f"  {line}" for line in _judge(c.description, c.expect, c.reject, _ON_NODE)),
+                "done",
+            ]
+        else:
+            cmd = c.shell or _q(c.argv)
+        if not c.expect and not c.reject:
+            return [head, cmd]
+        return [head, f"OUT=$({cmd}) || {_fail(c.description)}", *_judge(c.description, c.expect, c.reject)]
     if isinstance(c, ObjectCheck):
         argv = ["kubectl", "get", resource(c.target), *_ns(c.target)]
         if c.state == "absent":
-            return [f"# check: {c.description} (expect NotFound)", _q([*argv, "-o", "name"]) + " && exit 1 || true"]
+            get = _q([*argv, "-o", "name", "--ignore-not-found"])
+            return [f"# check: {c.description} (expect NotFound)", f'[ -z "$({get})" ] || {_fail(c.description)}']
         if c.jsonpath:
-            argv += ["-o", f"jsonpath={c.jsonpath}"]
-            return [f"# check: {c.description} (expect {c.equals!r})", _q(argv)]
+            get = _q([*argv, "-o", f"jsonpath={c.jsonpath}"])
+            want = c.equals or ""
+            return [
+                f"# check: {c.description} (expect {want})",
+                f'[ "$({get})" = {shlex.quote(want)} ] || {_fail(c.description)}',
+            ]
         return [f"# check: {c.description}", _q([*argv, "-o", "name"])]
     if isinstance(c, NodePortCheck):
         np = _q(["kubectl", "get", resource(c.service), *_ns(c.service), "-o", "jsonpath={.spec.ports[0].nodePort}"])
@@ -379,11 +469,54 @@ def check_lines(c: Check, plan: Plan) -> list[str]:
     return [f"# fact ({c.result}): {c.description}: {c.detail} [{c.fact}]"]
 
 
-def _block(lines: Iterable[str]) -> list[str]:
+CONTEXT_VARIABLE = "KUBE_CONTEXT"
+_KUBECTL = re.compile(r"(?<![\w./-])kubectl(?= )")
+_HELM = re.compile(r"(?<![\w./-])helm(?= )")
+
+
+def pins(plan: Plan) -> tuple[str, str]:
+    """The flags every kubectl and helm command carries: the context the plan was made for (and the kubeconfig
+    when one was given). Planned from a snapshot without --context, the context comes from $KUBE_CONTEXT, which
+    must be set (``set -u`` stops the block otherwise)."""
+    opts = plan.inputs.options
+    context = opts.get("kube_context")
+    kubeconfig = opts.get("kubeconfig")
+    ctx = (
+        shlex.quote(str(context))
+        if context
+        else f'"${{{CONTEXT_VARIABLE}:?set {CONTEXT_VARIABLE} to the kubeconfig context of the planned cluster}}"'
+    )
+    kc = f" --kubeconfig {shlex.quote(str(kubeconfig))}" if kubeconfig else ""
+    return f"kubectl --context {ctx}{kc}", f"helm --kube-context {ctx}{kc}"
+
+
+def pin_lines(lines: list[str], pinned: tuple[str, str]) -> list[str]:
+    """Every kubectl/helm invocation in shell lines (comments and heredoc bodies left alone) pinned."""
+    kubectl, helm = pinned
+    out: list[str] = []
+    heredoc: str | None = None
+    for line in lines:
+        if heredoc is not None:
+            out.append(line)
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        if "<<'" in line:
+            heredoc = line.split("<<'", 1)[1].split("'", 1)[0]
+        if line.lstrip().startswith("#"):
+            out.append(line)
+            continue
+        out.append(_HELM.sub(lambda _m: helm, _KUBECTL.sub(lambda _m: kubectl, line)))
+    return out
+
+
+def _block(lines: Iterable[str], plan: Plan) -> list[str]:
+    """A bash block safe to paste: a subshell with ``set -euo pipefail`` (a failing command or check stops the
+    block, not the SRE's shell), every kubectl/helm pinned to the planned cluster."""
     body = list(lines)
     if not body:
         return []
-    return ["```bash", *body, "```", ""]
+    return ["```bash", "(", "set -euo pipefail", *pin_lines(body, pins(plan)), ")", "```", ""]
 
 
 def step_markdown(step: Step, plan: Plan, number: str) -> list[str]:
@@ -402,17 +535,17 @@ def step_markdown(step: Step, plan: Plan, number: str) -> list[str]:
         out += [f"Relies on: {facts}", ""]
     if step.preconditions:
         out += ["Before:", ""]
-        out += _block(line for c in step.preconditions for line in check_lines(c, plan))
+        out += _block((line for c in step.preconditions for line in check_lines(c, plan)), plan)
     actions = [line for a in step.actions for line in action_lines(a, plan)]
     if actions:
-        out += ["Do:", "", *_block(actions)]
+        out += ["Do:", "", *_block(actions, plan)]
     if step.success:
         out += ["Check:", ""]
-        out += _block(line for c in step.success for line in check_lines(c, plan))
+        out += _block((line for c in step.success for line in check_lines(c, plan)), plan)
     rb = step.rollback
     out += [f"Rollback: {rb.description}" + ("" if rb.possible else " (not fully possible)"), ""]
     rb_lines = [line for a in rb.actions for line in action_lines(a, plan)]
-    out += _block(rb_lines)
+    out += _block(rb_lines, plan)
     return out
 
 
@@ -424,9 +557,24 @@ def render_runbook(plan: Plan) -> str:
         f"Plan `{plan.id}` ({plan.schema_version}), generated by {plan.generated_by} from {i.facts_source} "
         f"({i.cluster_nodes} nodes, facts digest `{i.facts_digest[:16]}`).",
         "",
-        "Run the commands from the directory holding this runbook (values/ and manifests/ are relative to it), with "
-        f"kubectl and helm pointing at the cluster. Backups go to `{plan.backup_dir}` here and "
-        f"`{plan.node_backup_dir}` on each node.",
+        "Run the commands from the directory holding this runbook (values/ and manifests/ are relative to it). "
+        f"Backups go to `{plan.backup_dir}` here and `{plan.node_backup_dir}` on each node. Every block runs in a "
+        "subshell with `set -euo pipefail`: a failing command or check stops the block and leaves your shell open; "
+        "deletions list what they delete and ask first. Needs kubectl, helm, jq and ssh (with sudo) to the nodes.",
+        "",
+        "Every kubectl and helm command is pinned to "
+        + (
+            f"the context `{plan.inputs.options['kube_context']}`"
+            if plan.inputs.options.get("kube_context")
+            else f"the context in `${CONTEXT_VARIABLE}` (the plan was made offline): "
+            f"`export {CONTEXT_VARIABLE}=<context of the planned cluster>` first"
+        )
+        + (
+            f" and the kubeconfig `{plan.inputs.options['kubeconfig']}`"
+            if plan.inputs.options.get("kubeconfig")
+            else ""
+        )
+        + "; the preflight proves the cluster is the one planned.",
         "",
         "## Decisions",
         "",

@@ -404,3 +404,23 @@ def cil016(c: Ctx) -> Iterator[Hit]:
             "node firewall rules", detail=f"whether {', '.join(ports)} are open between nodes is not among the facts"
         )
     return iter(())
+
+
+@rule(
+    "CIL097",
+    "Native routing with the BGP control plane needs routes between the nodes",
+    severity="warning",
+    path="autoDirectNodeRoutes",
+    fix="Set autoDirectNodeRoutes=true when all nodes share one L2 segment; otherwise make the BGP routers accept "
+    "and re-advertise every node's pod CIDR (they carry all pod traffic between nodes)",
+    ref=docs("network/bgp-control-plane/bgp-control-plane"),
+)
+def cil097(c: Ctx) -> Iterator[Hit]:
+    d = c.d
+    if d.routing != "native" or d.auto_direct_node_routes or not c.v.flag("bgpControlPlane.enabled"):
+        return
+    yield Hit(
+        "Cilium's BGP control plane advertises pod CIDRs to its peers but programs no routes between the nodes "
+        "(Calico's BIRD did): without autoDirectNodeRoutes, pod traffic between nodes depends on the routers "
+        "sending it back"
+    )
