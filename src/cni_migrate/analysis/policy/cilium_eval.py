@@ -1,0 +1,161 @@
+"""Cilium's verdict for a flow over CiliumNetworkPolicy / CiliumClusterwideNetworkPolicy objects (as dicts).
+
+Per direction: a deny rule that matches wins; else an allow rule that matches allows; else the endpoint is denied
+if a selecting policy has rules in that direction (``ingress``/``ingressDeny``; ``enableDefaultDeny`` false opts
+a policy out), and allowed otherwise. A rule with neither an L3 peer nor ports matches nothing (``ingress: [{}]``
+only turns default deny on); an L3-only rule matches every protocol and port; an L4-only rule every peer. CIDR
+peers match addresses outside the cluster only; endpoint peers of a namespaced policy without a namespace label
+are limited to the policy's namespace. The universe has pods and outside addresses only, so the ``cluster``
+entity is every pod and ``world`` every outside address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+
+from cni_migrate.analysis.policy.model import INGRESS, L4_PROTOCOLS, Endpoint, Flow, Universe
+
+_NS = "io.kubernetes.pod.namespace"
+
+
+def cilium_labels(ep: Endpoint, universe: Universe) -> dict[str, str]:
+    """A pod's Cilium endpoint labels, keys without their ``k8s:`` source."""
+    labels = dict(ep.labels)
+    labels[_NS] = ep.namespace or ""
+    labels["io.cilium.k8s.policy.serviceaccount"] = ep.service_account
+    labels["io.cilium.k8s.policy.cluster"] = "default"
+    for k, v in universe.namespace_labels(ep.namespace or "").items():
+        labels[f"io.cilium.k8s.namespace.labels.{k}"] = v
+    return labels
+
+
+def _key(k: str) -> str:
+    for prefix in ("k8s:", "any:"):
+        if k.startswith(prefix):
+            return k[len(prefix) :]
+    return k
+
+
+def selector_matches(sel: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    for k, v in (sel.get("matchLabels") or {}).items():
+        if labels.get(_key(k)) != v:
+            return False
+    for e in sel.get("matchExpressions") or []:
+        key, op, vals = _key(e["key"]), e["operator"], e.get("values") or []
+        present = key in labels
+        if (
+            (op == "In" and not (present and labels[key] in vals))
+            or (op == "NotIn" and present and labels[key] in vals)
+            or (op == "Exists" and not present)
+            or (op == "DoesNotExist" and present)
+        ):
+            return False
+    return True
+
+
+def _has_ns(sel: Mapping[str, Any]) -> bool:
+    keys = [_key(k) for k in sel.get("matchLabels") or {}]
+    keys += [_key(e["key"]) for e in sel.get("matchExpressions") or []]
+    return _NS in keys
+
+
+class CiliumEvaluator:
+    def __init__(self, policies: list[Mapping[str, Any]], universe: Universe) -> None:
+        self.policies = policies
+        self.universe = universe
+        self._labels: dict[int, dict[str, str]] = {}
+
+    def labels(self, ep: Endpoint) -> dict[str, str]:
+        got = self._labels.get(id(ep))
+        if got is None:
+            got = self._labels[id(ep)] = cilium_labels(ep, self.universe)
+        return got
+
+    def _selects(self, pol: Mapping[str, Any], ep: Endpoint) -> bool:
+        ns = (pol.get("metadata") or {}).get("namespace")
+        if pol.get("kind") == "CiliumNetworkPolicy" and ep.namespace != ns:
+            return False
+        spec = pol.get("spec") or {}
+        return "nodeSelector" not in spec and selector_matches(spec.get("endpointSelector") or {}, self.labels(ep))
+
+    def _peer_l3(self, rule: Mapping[str, Any], side: str, peer: Endpoint, ns: str | None) -> bool | None:
+        """True/False when the rule has an L3 part; None when it has none."""
+        eps, cidrs, sets, ents = (rule.get(f"{side}{k}") for k in ("Endpoints", "CIDR", "CIDRSet", "Entities"))
+        if eps is None and cidrs is None and sets is None and ents is None:
+            return None
+        for sel in eps or []:
+            in_scope = ns is None or _has_ns(sel) or peer.namespace == ns
+            if peer.is_pod and in_scope and selector_matches(sel, self.labels(peer)):
+                return True
+        if not peer.is_pod:
+            for c in cidrs or []:
+                if peer.ip in ipaddress.ip_network(c, strict=False):
+                    return True
+            for s in sets or []:
+                net = ipaddress.ip_network(s["cidr"], strict=False)
+                if peer.ip in net and not any(
+                    peer.ip in ipaddress.ip_network(x, strict=False) for x in s.get("except") or []
+                ):
+                    return True
+        for e in ents or []:
+            if e == "all" or (e == "cluster" and peer.is_pod) or (e.startswith("world") and not peer.is_pod):
+                return True
+        return False
+
+    @staticmethod
+    def _l4(rule: Mapping[str, Any], flow: Flow) -> bool | None:
+        ports, icmps = rule.get("toPorts"), rule.get("icmps")
+        if ports is None and icmps is None:
+            return None
+        for pr in ports or []:
+            for p in pr.get("ports") or []:
+                proto = p.get("protocol") or "ANY"
+                if flow.protocol not in L4_PROTOCOLS or proto not in ("ANY", flow.protocol):
+                    continue
+                port = str(p.get("port") or "0")
+                if port.isdigit():
+                    lo = int(port)
+                    hi = int(p.get("endPort") or lo)
+                    if lo == 0 or (flow.port is not None and lo <= flow.port <= hi):
+                        return True
+                elif flow.dst.named_port(port, str(flow.protocol)) == flow.port:
+                    return True
+        for ic in icmps or []:
+            for f in ic.get("fields") or []:
+                fam = f.get("family") or "IPv4"
+                if flow.protocol == "ICMP" and fam == f"IPv{flow.dst.ip.version}" and f.get("type") == flow.icmp_type:
+                    return True
+        return False
+
+    def _rule_matches(self, rule: Mapping[str, Any], direction: str, flow: Flow, ns: str | None) -> bool:
+        side, peer = ("from", flow.src) if direction == INGRESS else ("to", flow.dst)
+        l3, l4 = self._peer_l3(rule, side, peer, ns), self._l4(rule, flow)
+        if l3 is None and l4 is None:
+            return False
+        return l3 is not False and l4 is not False
+
+    def verdict(self, flow: Flow, direction: str) -> tuple[bool, str]:
+        local = flow.dst if direction == INGRESS else flow.src
+        enforced, allow_by = False, None
+        for pol in self.policies:
+            if not self._selects(pol, local):
+                continue
+            spec, md = pol.get("spec") or {}, pol.get("metadata") or {}
+            ns = md.get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
+            name = f"{pol.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
+            allows, denies = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
+            if (allows or denies) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
+                enforced = True
+            for i, r in enumerate(denies):
+                if self._rule_matches(r, direction, flow, ns):
+                    return False, f"{name} {direction}Deny[{i}]"
+            if allow_by is None:
+                for i, r in enumerate(allows):
+                    if self._rule_matches(r, direction, flow, ns):
+                        allow_by = f"{name} {direction}[{i}]"
+                        break
+        if allow_by is not None:
+            return True, allow_by
+        return (False, "default deny (selected, nothing allows)") if enforced else (True, "no policy selects")
