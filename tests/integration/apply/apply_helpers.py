@@ -29,6 +29,15 @@ def make_plan(example: str, out: Path, **options: Any) -> Plan:
     return plan
 
 
+def replan(cluster: Cluster, out: Path, **options: Any) -> Plan:
+    """Plan again from the live cluster (as an SRE runs `plan` against it): the plan then names this cluster's
+    kube-system UID and node names, which its preflight proves before anything runs."""
+    opts = PlanOptions(cilium_version=options.pop("cilium_version", "1.16.5"), **options)
+    plan = build_plan(extract_facts(read_cluster(cluster), kind="live"), opts, tool_version="test")
+    write_out(plan, render_runbook(plan), out, force=True)
+    return plan
+
+
 class Events(list[dict[str, Any]]):
     def __call__(self, event: str, **fields: Any) -> None:
         self.append({"event": event, **fields})

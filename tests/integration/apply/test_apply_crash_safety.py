@@ -26,7 +26,7 @@ from cni_migrate.actions.executor.run import _journal_spec
 from cni_migrate_testbed import ControlPlane
 from cni_migrate_testbed.binaries import find_binary
 
-from .apply_helpers import Events, executor_for, make_plan, test_options
+from .apply_helpers import Events, executor_for, make_plan, replan, test_options
 from .support import NodeSandbox, load_example, object_set, seed_flannel_like
 
 HARNESS = Path(__file__).with_name("harness.py")
@@ -129,6 +129,7 @@ def test_kill_at_every_step_boundary_and_random_points(fresh_control_plane: Cont
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
     cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
     rest = cluster.rest()
     nodes = sorted({n for s in plan.steps() for n in s.nodes})
     sandbox = NodeSandbox(tmp_path / "nodes", nodes)
@@ -185,6 +186,7 @@ def test_a_second_executor_refuses_naming_the_holder(fresh_control_plane: Contro
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
     cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
     first = executor_for(cp, out, None, Events(), cluster, skip_checks=frozenset({"exec", "nodeport", "cni", "node"}))
     first._start(None)  # holds the Lease as a live executor does
     try:

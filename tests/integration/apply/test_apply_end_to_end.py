@@ -9,7 +9,7 @@ from pathlib import Path
 from cni_migrate.kube.client import Cluster
 from cni_migrate_testbed import ControlPlane
 
-from .apply_helpers import Events, executor_for, make_plan
+from .apply_helpers import Events, executor_for, make_plan, replan
 from .support import NodeSandbox, load_example, object_set, seed_calico_like, seed_flannel_like
 
 
@@ -30,6 +30,7 @@ def test_flannel_rolling_runs_to_completion_and_rolls_back(fresh_control_plane: 
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
     cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
     rest = cluster.rest()
     before = object_set(rest)
     nodes = sorted({n for s in plan.steps() for n in s.nodes})
@@ -67,6 +68,7 @@ def test_calico_offline_runs_to_completion_and_rolls_back(fresh_control_plane: C
     out = tmp_path / "plan"
     plan = make_plan("calico-bgp-lossy", out, strategy="offline", bgp="cilium")
     cluster = load_example(cp, "calico-bgp-lossy", plan)
+    plan = replan(cluster, out, strategy="offline", bgp="cilium")
     rest = cluster.rest()
     before = object_set(rest)
     nodes = sorted({n for s in plan.steps() for n in s.nodes})

@@ -13,7 +13,7 @@ import yaml
 from cni_migrate.kube.client import Cluster
 from cni_migrate_testbed import ControlPlane
 
-from .apply_helpers import Events, executor_for, make_plan
+from .apply_helpers import Events, executor_for, make_plan, replan
 from .faultproxy import FaultProxy
 from .support import NodeSandbox, load_example, object_set, seed_flannel_like
 
@@ -61,6 +61,7 @@ def test_rolling_plan_under_least_privilege_through_api_faults(
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
     admin = load_example(cp, "flannel-graceful", plan)
+    plan = replan(admin, out, strategy="rolling")
     sa_kubeconfig = _as_executor(cp)
     before = object_set(admin.rest())
     # the SA must not read Secrets outside the helm release namespace

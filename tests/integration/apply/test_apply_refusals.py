@@ -10,7 +10,7 @@ from pathlib import Path
 
 from cni_migrate_testbed import ControlPlane
 
-from .apply_helpers import Events, executor_for, make_plan
+from .apply_helpers import Events, executor_for, make_plan, replan
 from .support import CHART, NodeSandbox, load_example, seed_flannel_like
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -56,7 +56,8 @@ def test_bad_plans_are_refused_before_anything_is_written(fresh_control_plane: C
     cp = fresh_control_plane
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
-    load_example(cp, "flannel-graceful", plan)
+    cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
 
     # a plan made for another cluster
     other = tmp_path / "other"
@@ -114,7 +115,8 @@ def test_missing_backup_is_refused_on_resume(fresh_control_plane: ControlPlane, 
     cp = fresh_control_plane
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
-    load_example(cp, "flannel-graceful", plan)
+    cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
     r = cli(cp, *APPLY, "--until", "backup-old-cni", str(out))
     assert r.returncode == 0, r.stderr
     journal = json.loads(next(out.glob("journal-*.json")).read_text())
@@ -134,6 +136,7 @@ def test_a_pdb_that_allows_no_disruption_stops_at_a_gate_until_raised(
     out = tmp_path / "plan"
     plan = make_plan("flannel-graceful", out, strategy="rolling")
     cluster = load_example(cp, "flannel-graceful", plan)
+    plan = replan(cluster, out, strategy="rolling")
     first = next(s for s in plan.steps() if s.id.startswith("migrate-"))
     node = first.nodes[0]
     cp.kubectl("create", "namespace", "zk")
