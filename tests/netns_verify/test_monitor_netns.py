@@ -57,8 +57,10 @@ def test_monitor_measures_the_outage_of_a_cut_route(workdir: Path) -> None:
             assert not g.ongoing
             assert abs(g.seconds - truth) <= 0.1 + slack, (g, truth)
         assert abs(during.longest_gap_s - truth) <= 0.1 + slack
-        # 100 requests/s on each of the two affected streams for the outage's length failed, give or take.
-        assert 2 * 100 * (truth - 0.1) <= during.failed <= 2 * 100 * (truth + 0.1)
+        # The two affected streams' requests for the outage's length failed, give or take; at the rate the streams
+        # achieved (100/s nominal; a loaded machine sends fewer), measured over the batch's 6 streams.
+        rate = min(100.0, during.requests / (6 * during.seconds))
+        assert 2 * rate * (truth - 0.15) <= during.failed <= 2 * 100 * (truth + 0.1), (rate, during.failed)
         assert during.failed_ratio > 0.01
         assert during.connections_broken == 2  # one per direction; reconnecting attempts that fail do not count
         assert DisruptionMonitor.violations(during, max_failed_ratio=0.01)
