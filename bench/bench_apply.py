@@ -38,7 +38,8 @@ from cni_migrate.analysis.plan import PlanOptions, build_plan, render_runbook  #
 from cni_migrate.analysis.plan.model import NodeCommands, Verify, WaitFor  # noqa: E402
 from cni_migrate.analysis.plan.runbook import action_lines  # noqa: E402
 from cni_migrate.cli.plan import write_out  # noqa: E402
-from cni_migrate.facts import facts_from_snapshot  # noqa: E402
+from cni_migrate.facts import extract_facts, facts_from_snapshot  # noqa: E402
+from cni_migrate.facts.live import read_cluster  # noqa: E402
 from cni_migrate.kube.client import Cluster  # noqa: E402
 from cni_migrate_testbed import ControlPlane  # noqa: E402
 from cni_migrate_testbed.binaries import find_binary  # noqa: E402
@@ -148,9 +149,8 @@ def main() -> int:
     snap = work / "snapshot"
     _write_snapshot(snap, args.nodes, args.pods)
     facts = facts_from_snapshot(str(snap))
-    plan = build_plan(
-        facts, PlanOptions(cilium_version="1.16.5", strategy="rolling", batch_size=args.batch), tool_version="bench"
-    )
+    popts = PlanOptions(cilium_version="1.16.5", strategy="rolling", batch_size=args.batch)
+    plan = build_plan(facts, popts, tool_version="bench")
     migrate = [s for s in plan.steps() if s.id.startswith("migrate-")]
     before_first = plan.steps()[plan.steps().index(migrate[0]) - 1].id
     results: dict[str, float] = {}
@@ -161,8 +161,13 @@ def main() -> int:
         cp = ControlPlane(quiet=True).start(allocate_node_cidrs=False)
         sandbox = None
         try:
-            load_example(cp, str(snap), plan)
+            cluster = load_example(cp, str(snap), plan)
             cp.kubectl("wait", "--for=condition=Available", "deploy", "--all", "-A", "--timeout=300s")
+            # planned against this cluster, as an SRE does (the preflight proves kube-system's UID)
+            plan = build_plan(extract_facts(read_cluster(cluster), kind="live"), popts, tool_version="bench")
+            write_out(plan, render_runbook(plan), out, force=True)
+            migrate = [s for s in plan.steps() if s.id.startswith("migrate-")]
+            before_first = plan.steps()[plan.steps().index(migrate[0]) - 1].id
             nodes = sorted({n for s in plan.steps() for n in s.nodes})
             sandbox = NodeSandbox(work / f"nodes-{side}", nodes, prefix="ba")
             for i, n in enumerate(nodes):
