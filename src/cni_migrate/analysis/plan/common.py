@@ -14,6 +14,7 @@ from cni_migrate.analysis.plan.bgp import BgpPlan
 from cni_migrate.analysis.plan.cleanup import node_backup_commands, old_cni_cleanup_commands, restore_commands
 from cni_migrate.analysis.plan.factrefs import fact_ref, node_ref
 from cni_migrate.analysis.plan.model import (
+    SWEEP_SKIPPED_PATTERN,
     Action,
     AnnotateNodes,
     ApplyObjects,
@@ -492,8 +493,10 @@ class Builder:
                     success=[
                         CommandCheck(
                             description="no object of a listable kind matches the pattern any more",
-                            shell="kubectl api-resources --verbs=list -o name | xargs -n1 kubectl get -A -o name "
-                            f"--ignore-not-found 2>/dev/null | grep -iE '{inv.leftovers.pattern}' || true",
+                            # a loop, not xargs: kubectl must stay the caller's (pinned) kubectl
+                            shell=f"kubectl api-resources --verbs=list -o name | grep -vE '{SWEEP_SKIPPED_PATTERN}' "
+                            '| while read -r R; do kubectl get "$R" -A -o name --ignore-not-found 2>/dev/null; done '
+                            f"| grep -iE '{inv.leftovers.pattern}' || true",
                             reject=r"\S",
                         )
                     ],

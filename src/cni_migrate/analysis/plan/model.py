@@ -341,6 +341,27 @@ Action = Annotated[
     Field(discriminator="action"),
 ]
 
+# Never swept by name, as the executor: objects named after nodes (hosts called k8s-calico-worker-1 match
+# "calico"), Kubernetes' bookkeeping, objects that go with their owner, and Secrets (never read).
+SWEEP_SKIPPED_RESOURCES = (
+    "nodes",
+    "pods",
+    "secrets",
+    "events",
+    "endpoints",
+    "componentstatuses",
+    r"events\.events\.k8s\.io",
+    r"leases\.coordination\.k8s\.io",
+    r"endpointslices\.discovery\.k8s\.io",
+    r"controllerrevisions\.apps",
+    r"replicasets\.apps",
+    r"csinodes\.storage\.k8s\.io",
+    r"volumeattachments\.storage\.k8s\.io",
+    r"certificatesigningrequests\.certificates\.k8s\.io",
+)
+SWEEP_SKIPPED_PATTERN = "^(" + "|".join(SWEEP_SKIPPED_RESOURCES) + ")$"
+
+
 DESTRUCTIVE_ACTIONS = ("delete", "remove-finalizers", "patch", "helm-uninstall")
 
 

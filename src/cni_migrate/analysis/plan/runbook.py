@@ -13,6 +13,7 @@ import shlex
 from collections.abc import Iterable
 
 from cni_migrate.analysis.plan.model import (
+    SWEEP_SKIPPED_PATTERN,
     Action,
     AnnotateNodes,
     ApplyObjects,
@@ -170,8 +171,10 @@ def _selector_get(sel: ObjectSelector, dest: str) -> list[str]:
 def _name_match_lines(m: NameMatch, verb: str, dest: str | None) -> list[str]:
     pattern = shlex.quote(m.pattern)
     excl = "|".join(m.exclude_groups)
+    skipped = shlex.quote(SWEEP_SKIPPED_PATTERN)
     lines = [
         "kubectl api-resources --verbs=list -o name"
+        + f" | grep -vE {skipped}"
         + (f" | grep -vE {shlex.quote('(' + excl + ')$')}" if excl else "")
         + " | while read -r R; do",
         f'  kubectl get "$R" -A -o custom-columns=NS:.metadata.namespace,NAME:.metadata.name --no-headers '
