@@ -183,11 +183,13 @@ def main() -> int:
                     "PATH": f"{cp.bin_dir}:{os.environ['PATH']}",
                 }
                 t0 = time.perf_counter()
+                # the runbook asks before each deletion (from /dev/tty): a pseudo-terminal answers yes, as an SRE would
                 r = subprocess.run(
-                    ["bash", "-x", str(script)], env=env, check=False, capture_output=True, cwd=out, text=True
-                )
+                    ["script", "-qefc", f"bash {script}", "/dev/null"], input="y\n" * 10000, env=env,
+                    check=False, capture_output=True, cwd=out, text=True,
+                )  # fmt: skip
                 if r.returncode != 0:
-                    raise SystemExit(f"the runbook script failed: {r.stderr[-3000:]}")
+                    raise SystemExit(f"the runbook script failed: {(r.stdout + r.stderr)[-3000:]}")
                 results[side] = time.perf_counter() - t0
             else:
                 ex = _executor(cp, out, sandbox, resume=True, until=migrate[-1].id)
