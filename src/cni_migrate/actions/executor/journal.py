@@ -129,7 +129,7 @@ class LocalMirror:
 
     def write(self, doc: JournalDoc) -> None:
         tmp = self.path.with_name(f".{self.path.name}.tmp")
-        data = doc.model_dump_json(indent=1)
+        data = doc.model_dump_json()
         with open(tmp, "w", encoding="utf-8") as f:
             f.write(data)
             f.flush()

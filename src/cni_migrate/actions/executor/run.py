@@ -46,6 +46,7 @@ from cni_migrate.kube import KubeError
 from cni_migrate.kube.rest import Rest
 
 Emit = Callable[..., None]
+READ_ONLY_ACTIONS = frozenset({"wait", "verify"})
 
 
 @dataclass
@@ -473,7 +474,17 @@ class Executor:
             prep = runners.PREPARE.get(a.action)
             prepared = prep(ctx, a) if prep else {}
         resumed = last is not None
-        j.record(s.id, what, "intent", index=i, message=runners.describe(a), data=prepared if not records else {})
+        # Actions that change nothing (waits, verifications) need no write-ahead: their intent goes out with the next
+        # write; a crash before it re-runs them, which is harmless.
+        j.record(
+            s.id,
+            what,
+            "intent",
+            index=i,
+            message=runners.describe(a),
+            data=prepared if not records else {},
+            defer=a.action in READ_ONLY_ACTIONS,
+        )
         self.emit("action-start", step=s.id, index=i, action=a.action, what=runners.describe(a), resumed=resumed)
         try:
             if a.action == "node-commands":
