@@ -28,7 +28,9 @@ deployments.apps
 
 
 def test_sweep_filter_keeps_only_sweepable_resources() -> None:
-    plan = build_plan(facts_from_snapshot(str(EXAMPLE)), PlanOptions(cilium_version="1.16.5", strategy="offline"), tool_version="t")
+    plan = build_plan(
+        facts_from_snapshot(str(EXAMPLE)), PlanOptions(cilium_version="1.16.5", strategy="offline"), tool_version="t"
+    )
     runbook = render_runbook(plan)
     sweeps = [line for line in runbook.splitlines() if "api-resources --verbs=list -o name" in line]
     assert sweeps, "the offline plan sweeps by name"
