@@ -86,7 +86,12 @@ def test_clean_and_restore_calico_and_real_kube_proxy(
     if mode == "iptables":
         wait_until(lambda: iptables_all(lab).count("KUBE-SEP-") >= 4, 90, "kube-proxy's KUBE-SEP chains")
     else:
-        wait_until(lambda: kube_proxy_nft(lab).count("chain endpoint-") >= 4, 90, "kube-proxy's endpoint chains")
+        # both families: kube-proxy syncs them one after the other (a loaded machine showed the ip table alone)
+        wait_until(
+            lambda: (t := kube_proxy_nft(lab)).count("chain endpoint-") >= 4 and "table ip6 kube-proxy" in t,
+            90,
+            "kube-proxy's endpoint chains in both families",
+        )
     lab.terminate(proxy)
     rules = iptables_all(lab)
     if mode == "iptables":

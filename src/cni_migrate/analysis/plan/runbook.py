@@ -638,7 +638,12 @@ def commands_in(markdown: str, programs: tuple[str, ...] = ("kubectl", "helm")) 
             raise ValueError(f"runbook line does not parse as shell: {line!r} ({e})") from e
         segment: list[str] = []
         for tok in [*tokens, ";"]:
-            if tok in _SEPARATORS or (tok.endswith((">", "|")) and set(tok) <= set("<>|&2")):
+            # shlex joins adjacent operators (`);`, `)|`): any token made only of them ends a command
+            if (
+                tok in _SEPARATORS
+                or (tok.endswith((">", "|")) and set(tok) <= set("<>|&2"))
+                or (tok != "" and set(tok) <= set("();&|"))
+            ):
                 while segment and segment[0] in _SHELL_WORDS:
                     segment.pop(0)
                 if segment and segment[0] in programs:
