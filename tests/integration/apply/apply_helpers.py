@@ -55,7 +55,7 @@ def tools_for(cp: ControlPlane) -> Tools:
     )
 
 
-def test_options(**extra: Any) -> RunOptions:
+def run_options_for_tests(**extra: Any) -> RunOptions:
     base: dict[str, Any] = {
         "yes": True,
         "skip_checks": frozenset({"exec", "nodeport", "cni"}),
@@ -80,7 +80,7 @@ def executor_for(
         load_plan(out),
         tools_for(cp),
         transport=sandbox,
-        options=test_options(**extra),
+        options=run_options_for_tests(**extra),
         emit=events,
         facts=lambda: extract_facts(read_cluster(cluster), kind="live"),
     )

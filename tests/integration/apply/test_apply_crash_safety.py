@@ -26,7 +26,7 @@ from cni_migrate.actions.executor.run import _journal_spec
 from cni_migrate_testbed import ControlPlane
 from cni_migrate_testbed.binaries import find_binary
 
-from .apply_helpers import Events, executor_for, make_plan, replan, test_options
+from .apply_helpers import Events, executor_for, make_plan, replan, run_options_for_tests
 from .support import NodeSandbox, load_example, object_set, seed_flannel_like
 
 HARNESS = Path(__file__).with_name("harness.py")
@@ -34,7 +34,7 @@ SEED = int(os.environ.get("CNI_MIGRATE_CRASH_SEED", "20261203"))
 
 
 def _config(cp: ControlPlane, out: Path, sandbox: NodeSandbox, path: Path) -> Path:
-    opts = test_options()
+    opts = run_options_for_tests()
     path.write_text(
         json.dumps(
             {
