@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 import signal
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
@@ -47,28 +49,100 @@ class NodeTransport(Protocol):
     def close(self) -> None: ...
 
 
+#: The directories a private node root overlays (see :class:`LocalTransport`): what node scripts write.
+OVERLAID_DIRS = ("etc", "var", "run")
+# Exit code and marker of the overlay wrapper when a mount fails (the script itself never ran).
+_OVERLAY_FAILED = 125
+_OVERLAY_MARKER = "cni-migrate local transport: cannot set up the private node root"
+# Characters a private root may have: none that mount options (",", ":", "=") or the shell treat specially.
+_SAFE_PATH = re.compile(r"[A-Za-z0-9._/+@-]+")
+
+
+def private_root(root: str | os.PathLike[str]) -> Path:
+    """Check a private node root for :class:`LocalTransport`: an absolute, existing directory outside the
+    directories it overlays (an upper layer inside its own lower one is refused by the kernel, and would hide the
+    node's files from it), with no character that mount options or the shell treat specially. Returns it resolved."""
+    path = Path(root)
+    if not path.is_absolute():
+        raise ValueError(f"private node root {str(root)!r}: expected an absolute path")
+    resolved = path.resolve()
+    if not resolved.is_dir():
+        raise ValueError(f"private node root {str(root)!r}: expected an existing directory")
+    for d in ("", *OVERLAID_DIRS):
+        lower = Path("/") / d
+        if resolved == lower or (d and lower in resolved.parents):
+            raise ValueError(f"private node root {str(root)!r}: must not be {lower} or inside it")
+    if not _SAFE_PATH.fullmatch(str(resolved)):
+        raise ValueError(
+            f"private node root {str(root)!r}: expected only letters, digits and . _ / + @ - in it "
+            "(it goes into mount options)"
+        )
+    return resolved
+
+
+def _overlay_wrapper(root: Path) -> str:
+    """``sh -c`` text that, in a fresh mount namespace, overlays /etc, /var and /run with ROOT/etc, ROOT/var,
+    ROOT/run (upper layers; the work directories are in the sibling ``ROOT.overlay-work``) and then runs the
+    script given as ``$1``, so the script is never re-quoted."""
+    work = Path(f"{root}.overlay-work")
+    mounts = " && ".join(
+        f"mount -t overlay overlay -o lowerdir=/{d},upperdir={root}/{d},workdir={work}/{d} /{d}" for d in OVERLAID_DIRS
+    )
+    return f'{{ {mounts}; }} || {{ echo "{_OVERLAY_MARKER}" >&2; exit {_OVERLAY_FAILED}; }}; exec sh -c "$1"'
+
+
 class LocalTransport:
     """Run on this machine: in the network namespace mapped to the node (tests, one netns per simulated node),
     or directly when no mapping is given (an SRE running the agent on the node itself).
 
     ``node_env`` adds environment variables per node (tests give each simulated node its own file-system root
-    with ``CNI_MIGRATE_NODE_ROOT``). The script runs in its own process group; on timeout the whole group is
-    killed, so nothing of it outlives the call."""
+    with ``CNI_MIGRATE_NODE_ROOT``, or the agent's directory on ``PATH``). The script runs in its own process
+    group; on timeout the whole group is killed, so nothing of it outlives the call.
+
+    ``node_root`` gives a node a *private root*: its script then runs in a new mount namespace (``unshare --mount
+    --propagation private``, gone when the script ends) in which /etc, /var and /run are copy-on-write overlays of
+    this machine's, with ROOT/etc, ROOT/var and ROOT/run as the upper layers. Whatever the script writes under
+    them (``/etc/cni/net.d``, ``/run/flannel``, ``/var/backups/...``) lands in ROOT, what it deletes is hidden
+    only there, and this machine's own files are never changed; the script sees the paths a real node has, so
+    the plan's node commands and the agent (with its default root ``/``) run unchanged. Used by the tests that
+    simulate several nodes on one machine; needs root and overlayfs. A root that cannot be mounted is a
+    :class:`TransportError` (the script did not run)."""
 
     name = "local"
 
     def __init__(
-        self, node_netns: Mapping[str, str] | None = None, node_env: Mapping[str, Mapping[str, str]] | None = None
+        self,
+        node_netns: Mapping[str, str] | None = None,
+        node_env: Mapping[str, Mapping[str, str]] | None = None,
+        node_root: Mapping[str, str | os.PathLike[str]] | None = None,
     ) -> None:
         self._netns = dict(node_netns or {})
         self._env = {k: dict(v) for k, v in (node_env or {}).items()}
+        self._roots = {k: private_root(v) for k, v in (node_root or {}).items()}
 
-    def run(self, node: str, script: str, *, timeout: float) -> CommandResult:
+    def argv(self, node: str, script: str) -> list[str]:
+        """The command line that runs ``script`` for ``node``."""
         argv = ["sh", "-c", script]
+        root = self._roots.get(node)
+        if root is not None:
+            argv = ["unshare", "--mount", "--propagation", "private", "sh", "-c", _overlay_wrapper(root), "sh", script]
         if self._netns:
             if node not in self._netns:
                 raise TransportError(f"local transport: node {node!r} has no network namespace mapped")
             argv = ["ip", "netns", "exec", self._netns[node], *argv]
+        return argv
+
+    def run(self, node: str, script: str, *, timeout: float) -> CommandResult:
+        argv = self.argv(node, script)
+        root = self._roots.get(node)
+        if root is not None:
+            try:
+                for base in (root, Path(f"{root}.overlay-work")):
+                    for d in OVERLAID_DIRS:
+                        (base / d).mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                msg = f"local transport: node {node}: cannot prepare its private root {root}: {e}"
+                raise TransportError(msg) from e
         env = {**os.environ, **self._env.get(node, {})}
         try:
             proc = subprocess.Popen(
@@ -88,6 +162,9 @@ class LocalTransport:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
             raise TransportError(f"local transport: node {node}: script timed out after {timeout:.0f} s") from e
+        if root is not None and proc.returncode == _OVERLAY_FAILED and _OVERLAY_MARKER in err:
+            detail = " ".join(line for line in err.strip().splitlines() if _OVERLAY_MARKER not in line)
+            raise TransportError(f"local transport: node {node}: cannot mount its private root {root}: {detail}")
         return CommandResult(node, proc.returncode, out, err)
 
     def close(self) -> None:
@@ -213,9 +290,9 @@ class PodTransport:
 
 def make_transport(kind: str, **options: Any) -> NodeTransport:
     """``pod`` (needs ``cluster``, ``namespace``, ``image``), ``ssh`` (``user``, ``config``, ``sudo``,
-    ``host_for``) or ``local`` (``node_netns``, ``node_env``)."""
+    ``host_for``) or ``local`` (``node_netns``, ``node_env``, ``node_root``)."""
     if kind == "local":
-        return LocalTransport(options.get("node_netns"), options.get("node_env"))
+        return LocalTransport(options.get("node_netns"), options.get("node_env"), options.get("node_root"))
     if kind == "ssh":
         return SshTransport(**options)
     if kind == "pod":
