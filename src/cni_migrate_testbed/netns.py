@@ -53,10 +53,26 @@ def ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 class NetnsLab:
-    def __init__(self, prefix: str, nodes: int = 2, *, subnet: str = "192.168.77", workdir: Path | None = None):
+    def __init__(
+        self,
+        prefix: str,
+        nodes: int = 2,
+        *,
+        subnet: str = "192.168.77",
+        workdir: Path | None = None,
+        names: Sequence[str] | None = None,
+        ips: Sequence[str] | None = None,
+    ):
+        """``names``/``ips``: the Kubernetes node names and eth0 addresses (in one /24) of the nodes, when they must
+        match existing Node objects (default ``PREFIX-nodeI`` and ``SUBNET.1I``)."""
         self.prefix = re.sub(r"[^a-z0-9]", "", prefix.lower())[:8] + secrets.token_hex(2)
         self.subnet = subnet
         self.count = nodes
+        for what, given in (("names", names), ("ips", ips)):
+            if given is not None and len(given) != nodes:
+                raise ValueError(f"NetnsLab: {len(given)} {what} for {nodes} nodes")
+        self._names = list(names) if names is not None else None
+        self._ips = list(ips) if ips is not None else None
         self.switch = f"{self.prefix}-sw"
         self.nodes: list[NodeNs] = []
         self.extra_netns: list[str] = []
@@ -89,7 +105,8 @@ class NetnsLab:
             root = self.workdir / f"node{i}"
             for d in ("etc/cni/net.d", "run", "var/lib"):
                 (root / d).mkdir(parents=True, exist_ok=True)
-            node = NodeNs(f"{self.prefix}-node{i}", ns, f"{self.subnet}.{10 + i}", root)
+            name = self._names[i - 1] if self._names else f"{self.prefix}-node{i}"
+            node = NodeNs(name, ns, self._ips[i - 1] if self._ips else f"{self.subnet}.{10 + i}", root)
             node.env = {"CNI_MIGRATE_NODE_ROOT": str(root)}
             ip("netns", "add", ns)
             self.nodes.append(node)
@@ -377,6 +394,12 @@ def _iptables_norm(text: str) -> str:
     return "\n".join(out)
 
 
+#: Files under a node's root that are no state of the node: the agent's backups (its default directory and the
+#: plan's node backup directory, /var/backups/cni-migrate) and iptables-legacy's lock file, which a script run in a
+#: private root (the local transport's ``node_root``) creates there.
+SNAPSHOT_SKIPPED_FILES = ("var/lib/cni-migrate", "var/backups/cni-migrate", "run/xtables.lock")
+
+
 def node_snapshot(lab: NetnsLab, node: NodeNs) -> dict[str, Any]:
     """Links, addresses, routes, permanent neighbours, FDB, iptables (both backends, both families), ipsets,
     nftables tables (other than iptables-nft's) and the files under the node's root (minus backups)."""
@@ -415,8 +438,10 @@ def node_snapshot(lab: NetnsLab, node: NodeNs) -> dict[str, Any]:
     files = {}
     for p in sorted(node.root.rglob("*")):
         rel = str(p.relative_to(node.root))
-        if rel.startswith("var/lib/cni-migrate"):
-            continue
+        if rel.startswith(SNAPSHOT_SKIPPED_FILES) or (
+            p.is_dir() and any(skipped.startswith(rel + "/") for skipped in SNAPSHOT_SKIPPED_FILES)
+        ):
+            continue  # (nor the directories on the way to them; what else those hold is listed)
         files[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir"
     snap["files"] = files
     return snap
