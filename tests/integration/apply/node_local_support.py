@@ -32,7 +32,7 @@ from cni_migrate.kube.rest import Rest
 from cni_migrate_testbed.netns import NetnsLab, NodeNs
 
 ROOT = Path(__file__).resolve().parents[3]
-KUBE_PROXY = "k8s-app=kube-proxy"  # the pods of the kube-proxy DaemonSet (both examples)
+KUBE_PROXY = "k8s-app=kube-proxy"  # the kube-proxy DaemonSet's pods (both examples)
 
 
 def node_state_fixtures() -> ModuleType:
@@ -63,17 +63,17 @@ def node_addresses(rest: Rest) -> list[tuple[str, str]]:
     return sorted(out)
 
 
-def kube_proxy_nodes(rest: Rest, timeout: float = 60) -> set[str]:
-    """The nodes the kube-proxy DaemonSet has a pod on, once it has all it wants."""
+def daemonset_nodes(rest: Rest, namespace: str, name: str, selector: str, timeout: float = 60) -> set[str]:
+    """The nodes a DaemonSet has a pod on (its pods found by ``selector``), once it has all it wants."""
     deadline = time.monotonic() + timeout
     while True:
-        ds = rest.get("apps/v1", "DaemonSet", "kube-proxy", "kube-system") or {}
+        ds = rest.get("apps/v1", "DaemonSet", name, namespace) or {}
         want = (ds.get("status") or {}).get("desiredNumberScheduled")
-        pods = rest.list("v1", "Pod", namespace="kube-system", label_selector=KUBE_PROXY)
+        pods = rest.list("v1", "Pod", namespace=namespace, label_selector=selector)
         nodes = {p["spec"]["nodeName"] for p in pods if p["spec"].get("nodeName")}
         if want and len(nodes) == want:
             return nodes
-        assert time.monotonic() < deadline, f"kube-proxy pods: {len(nodes)} of {want}"
+        assert time.monotonic() < deadline, f"{namespace}/{name}: pods on {len(nodes)} nodes of {want}"
         time.sleep(0.3)
 
 
@@ -164,6 +164,7 @@ class Container:
     node: str
     selector: str
     proc: Any  # subprocess.Popen
+    namespace: str = "kube-system"
     pod_uid: str = ""
     stopped: str = ""  # why the stand-in kubelet stopped it ("pod gone", "pod terminating")
 
@@ -184,12 +185,13 @@ class KubeletStandIn:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def _pods(self, selector: str) -> list[dict[str, Any]]:
-        return self.rest.list("v1", "Pod", namespace="kube-system", label_selector=selector)
+    def _pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        return self.rest.list("v1", "Pod", namespace=namespace, label_selector=selector)
 
     def start(self) -> None:
         for c in self.containers:
-            uids = [p["metadata"]["uid"] for p in self._pods(c.selector) if p["spec"].get("nodeName") == c.node]
+            pods = self._pods(c.namespace, c.selector)
+            uids = [p["metadata"]["uid"] for p in pods if p["spec"].get("nodeName") == c.node]
             assert len(uids) == 1, f"{len(uids)} pods {c.selector} bound to {c.node}: the stand-in kubelet needs one"
             c.pod_uid = uids[0]
         self._thread = threading.Thread(target=self._run, name="kubelet-stand-in", daemon=True)
@@ -198,20 +200,23 @@ class KubeletStandIn:
     def all_stopped(self) -> bool:
         return all(c.stopped for c in self.containers)
 
+    def running(self) -> list[str]:
+        return [f"{c.selector} on {c.node}" for c in self.containers if not c.stopped]
+
     def _run(self) -> None:
         while not self._stop.wait(0.1) and not self.all_stopped():
             try:
-                live = {
-                    p["metadata"]["uid"]: p for sel in {c.selector for c in self.containers} for p in self._pods(sel)
-                }
+                wanted = {(c.namespace, c.selector) for c in self.containers}
+                live = {p["metadata"]["uid"]: p for ns, sel in wanted for p in self._pods(ns, sel)}
+                for c in self.containers:
+                    pod = live.get(c.pod_uid)
+                    if not c.stopped and (pod is None or pod["metadata"].get("deletionTimestamp")):
+                        self.lab.terminate(c.proc)
+                        c.stopped = "pod gone" if pod is None else "pod terminating"
             except Exception as e:  # reported by the test, never swallowed
                 self.errors.append(repr(e))
-                continue
-            for c in self.containers:
-                pod = live.get(c.pod_uid)
-                if not c.stopped and (pod is None or pod["metadata"].get("deletionTimestamp")):
-                    self.lab.terminate(c.proc)
-                    c.stopped = "pod gone" if pod is None else "pod terminating"
+                if len(self.errors) > 20:
+                    return
 
     def close(self) -> None:
         self._stop.set()
