@@ -22,16 +22,19 @@ import shlex
 import sys
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 from cni_migrate.actions.nodes.transport import CommandResult, LocalTransport
 from cni_migrate.kube.rest import Rest
 from cni_migrate_testbed.netns import NetnsLab, NodeNs
 
 ROOT = Path(__file__).resolve().parents[3]
+T = TypeVar("T")
 KUBE_PROXY = "k8s-app=kube-proxy"  # the kube-proxy DaemonSet's pods (both examples)
 
 
@@ -89,8 +92,9 @@ def local_transport(lab: NetnsLab) -> LocalTransport:
 
 def agent(transport: LocalTransport, node: NodeNs, *args: str, timeout: float = 120) -> CommandResult:
     """``cni-migrate -o json node ARGS`` on the node, through the transport, with the agent's default root ``/``
-    (the private root's overlays)."""
-    return transport.run(node.name, f"cni-migrate -o json node {shlex.join(args)}", timeout=timeout)
+    (the private root's overlays); the test's own runs name the agent by path, independent of the nodes' PATH."""
+    binary = shlex.quote(str(Path(sys.executable).parent / "cni-migrate"))
+    return transport.run(node.name, f"{binary} -o json node {shlex.join(args)}", timeout=timeout)
 
 
 def calico_state(lab: NetnsLab, node: NodeNs, index: int, *, backend: str = "legacy") -> None:
@@ -222,6 +226,12 @@ class KubeletStandIn:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(10)
+
+
+def on_nodes(lab: NetnsLab, fn: Callable[[NodeNs], T]) -> dict[str, T]:
+    """``fn`` for every node of the lab, three at a time (snapshots and agent runs are mostly process start-up)."""
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        return dict(zip([n.name for n in lab.nodes], pool.map(fn, lab.nodes), strict=True))
 
 
 def inspect_counts(transport: LocalTransport, node: NodeNs, *, fail_if_found: bool = False) -> dict[str, int]:

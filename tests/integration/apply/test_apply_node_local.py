@@ -42,6 +42,7 @@ from .node_local_support import (
     make_services,
     node_addresses,
     node_state_fixtures,
+    on_nodes,
 )
 from .support import load_example, object_set
 
@@ -230,11 +231,10 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
         with lab:
             lab.forward_api(cp.apiserver_port)
             transport = local_transport(lab)
-            baseline = {}
             for node in lab.nodes:
                 fx.host_state(lab, node)
                 fx.kubelet_chains(lab, node)
-                baseline[node.name] = node_snapshot(lab, node)  # before the old CNI and kube-proxy existed
+            baseline = on_nodes(lab, lambda n: node_snapshot(lab, n))  # before the old CNI and kube-proxy existed
 
             containers = old.seed(lab, rest, cp)
             # Real kube-proxy where its DaemonSet placed a pod, with the cluster CIDR of its ConfigMap, programming
@@ -265,11 +265,10 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
             assert sorted({n for s in plan.steps() for n in s.nodes}) == [n for n, _ in hosts]
             node_dir = f"/var/backups/cni-migrate/{plan.id}"  # the plan's node backup directory, on each node
             before = object_set(rest)
-            for node in lab.nodes:
-                counts = inspect_counts(transport, node)
-                assert counts[old.name] > 5 and (counts["kube-proxy"] > 10) == (node.name in proxied), counts
-                assert sum(v for k, v in counts.items() if k not in (old.name, "kube-proxy")) == 0, counts
-            at_backup = {n.name: node_snapshot(lab, n) for n in lab.nodes}
+            for name, counts in on_nodes(lab, lambda n: inspect_counts(transport, n)).items():
+                assert counts[old.name] > 5 and (counts["kube-proxy"] > 10) == (name in proxied), (name, counts)
+                assert sum(v for k, v in counts.items() if k not in (old.name, "kube-proxy")) == 0, (name, counts)
+            at_backup = on_nodes(lab, lambda n: node_snapshot(lab, n))
 
             # kube-proxy (and flanneld) have to stop before the nodes are cleaned, or they write their state again
             # (a running kube-proxy re-created its chains about 25 s after a clean here). On a real node the kubelet
@@ -291,7 +290,7 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
                 assert not kubelet.running(), kubelet.running()
             assert all(c.proc.poll() is not None for c in containers)
             print("stopped by the stand-in kubelet: " + ", ".join(f"{c.selector} ({c.stopped})" for c in containers))
-            pre_clean = {n.name: node_snapshot(lab, n) for n in lab.nodes}
+            pre_clean = on_nodes(lab, lambda n: node_snapshot(lab, n))
             for node in lab.nodes:  # the plan's node backup saved the state clean-nodes starts from
                 diff = snapshot_diff(at_backup[node.name], pre_clean[node.name])
                 assert diff == [], f"{node.name} changed between backup-nodes and clean-nodes:\n" + "\n".join(diff)
@@ -323,8 +322,10 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
             assert {n["metadata"]["name"] for n in rest.list("v1", "Node")} == {n.name for n in lab.nodes}
 
             # The nodes: nothing of the old CNI or kube-proxy, by the agent and independently; the rest as before.
+            after_counts = on_nodes(lab, lambda n: inspect_counts(transport, n, fail_if_found=True))
+            after = on_nodes(lab, lambda n: node_snapshot(lab, n))
             for node in lab.nodes:
-                counts = inspect_counts(transport, node, fail_if_found=True)
+                counts = after_counts[node.name]
                 assert counts == dict.fromkeys(counts, 0), (node.name, counts)
                 old.check_gone(lab, node)
                 rules = iptables_all(lab, node)
@@ -337,7 +338,7 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
                 assert "docker0" in lab.run(node, ["ip", "-o", "link"]).stdout
                 cni = sorted(p.name for p in (node.root / "etc/cni/net.d").iterdir())
                 assert cni == ["99-loopback.conf"], cni
-                diff = snapshot_diff(baseline[node.name], node_snapshot(lab, node))
+                diff = snapshot_diff(baseline[node.name], after[node.name])
                 assert diff == [], f"{node.name}:\n" + "\n".join(diff)
                 assert (node.root / node_dir.lstrip("/") / "agent").is_dir()  # the agent made the clean
             # the private roots kept every node path off this machine
@@ -354,8 +355,9 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
             )
             for k in before:
                 assert restored[k] == before[k], k
+            restored_nodes = on_nodes(lab, lambda n: node_snapshot(lab, n))
             for node in lab.nodes:
-                back = node_snapshot(lab, node)
+                back = restored_nodes[node.name]
                 diff = snapshot_diff(_without(pre_clean[node.name], old.unrestorable), _without(back, old.unrestorable))
                 assert diff == [], f"{node.name}:\n" + "\n".join(diff)
                 for name in old.unrestorable:  # a recreatable kind comes back with its MAC and addresses
