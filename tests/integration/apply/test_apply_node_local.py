@@ -49,7 +49,6 @@ from .support import load_example, object_set
 pytestmark = pytest.mark.netns
 
 SERVICES_NS = "node-local-e2e"
-PENDING_RACE = "restart-unmanaged-pods: success check failed: no pod is left without an address"
 FLANNEL_PODS = "k8s-app=kube-flannel-ds"
 # The conflist Flannel's DaemonSet installs (kube-flannel.yml, install-cni container), as tests/netns/test_flannel.py.
 FLANNEL_CONFLIST = (
@@ -299,12 +298,6 @@ def _offline_end_to_end(cp: ControlPlane, tmp_path: Path, old: OldCni) -> None:
             t_clean = time.monotonic()
             events = Events()
             summary = executor_for(cp, out, transport, events, cluster, resume=True).apply()  # type: ignore[arg-type]
-            if summary.state == "failed" and PENDING_RACE in summary.message:
-                # That success check runs once, right after the pods were deleted, and can see their replacements
-                # still Pending (a race in the plan, not in the node work). An SRE waits and resumes; so does this.
-                print(f"restart-unmanaged-pods saw Pending replacement pods; resuming once: {summary.message}")
-                wait_until(lambda: not rest.list("v1", "Pod", field_selector="status.phase=Pending"), 60, "pods")
-                summary = executor_for(cp, out, transport, events, cluster, resume=True).apply()  # type: ignore[arg-type]
             assert summary.state == "succeeded", summary.message
             print(f"apply --resume (clean-nodes to the end) took {time.monotonic() - t_clean:.1f} s")
             clean = [e for e in events.of("action-done") if e.get("step") == "clean-nodes"]
