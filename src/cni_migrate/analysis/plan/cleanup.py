@@ -175,6 +175,15 @@ def _shell_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> 
                 ignore_errors=True,
             )
         )
+        cmds.append(
+            NodeCommand(
+                # Felix programs its own routes (blackhole block routes, VXLAN routes) with protocol 80
+                run="ip route flush proto 80",
+                description="remove the routes Calico's Felix installed (protocol 80)",
+                removes=["routes"],
+                ignore_errors=True,
+            )
+        )
     link_patterns = []
     if calico:
         link_patterns += [r"cali[0-9a-f]+", r"vxlan\.calico", r"vxlan-v6\.calico"]

@@ -530,7 +530,9 @@ class Builder:
             scope="cluster",
             description="Removing kube-proxy breaks existing service connections until Cilium's kube-proxy "
             "replacement serves them. Also run kubeadm upgrades with --skip-phases=addon/kube-proxy from now on.",
-            actions=[DeleteObjects(objects=objs, wait=True)],
+            # foreground: the DaemonSet is gone only once its pods are, so the node cleanup that follows does not
+            # race a kube-proxy still running and re-creating its chains
+            actions=[DeleteObjects(objects=objs, wait=True, cascade="foreground")],
             preconditions=[ObjectCheck(description="kube-proxy's backup was taken first", target=objs[0])],
             success=[ObjectCheck(description=f"{o.text()} is gone", target=o, state="absent") for o in objs],
             rollback=Rollback(
