@@ -273,6 +273,14 @@ def apply(
             "--drain-timeout", help="seconds per node before a refused eviction stops the run (at most the plan's)"
         ),
     ] = None,
+    check_settle: Annotated[
+        float,
+        typer.Option(
+            "--check-settle",
+            min=0,
+            help="seconds a step's failing success checks are retried while the cluster converges",
+        ),
+    ] = 60.0,
     no_fact_check: Annotated[
         bool, typer.Option("--no-fact-check", help="do not re-check the facts the plan relies on")
     ] = False,
@@ -302,6 +310,7 @@ def apply(
             chart_overrides=_pairs(chart, "--chart"),
             finalizer_grace=finalizer_grace,
             drain_timeout=drain_timeout,
+            check_settle=check_settle,
             resume=resume,
             check_facts=not no_fact_check,
         )

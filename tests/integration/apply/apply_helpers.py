@@ -64,6 +64,7 @@ def run_options_for_tests(**extra: Any) -> RunOptions:
         "drain_timeout": 30.0,
         "eviction_retry": 0.3,
         "poll": 0.2,
+        "check_settle": 20.0,
     }
     base.update(extra)
     return RunOptions(**base)

@@ -47,11 +47,9 @@ def test_operator_calico_offline_runs_to_completion_and_rolls_back(
         with TigeraOperatorStandIn(rest, stuck=stuck) as operator:
             summary = executor_for(cp, out, sandbox, events, cluster).apply()
         ns = rest.get("v1", "Namespace", "calico-system")
+        # a namespace stuck in Terminating says what holds it
         assert summary.state == "succeeded", (
-            summary.message,
-            operator.actions,
-            operator.errors,
-            (ns or {}).get("status"),  # a namespace stuck in Terminating says what holds it
+            f"{summary.message}\noperator: {operator.actions} {operator.errors}\ncalico-system: {(ns or {}).get('status')}"
         )
         assert "deleted DaemonSet calico-system/calico-node" in operator.actions
         assert operator.actions[-1] == "operator pod gone: stopped", operator.actions

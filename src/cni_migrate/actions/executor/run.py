@@ -18,7 +18,7 @@ import yaml
 
 from cni_migrate.actions.executor import backups
 from cni_migrate.actions.executor import steps as runners
-from cni_migrate.actions.executor.checks import CheckRunner
+from cni_migrate.actions.executor.checks import CheckResult, CheckRunner
 from cni_migrate.actions.executor.errors import (
     ExecutorError,
     GateClosed,
@@ -61,6 +61,7 @@ class RunOptions:
     finalizer_grace: float | None = None
     drain_timeout: float | None = None
     eviction_retry: float = 5.0
+    check_settle: float = 60.0  # a step's effects converge asynchronously (controllers, kubelets)
     resume: bool = False
     check_facts: bool = True
     poll: float = 0.5
@@ -445,13 +446,33 @@ class Executor:
                 )
         for i, a in enumerate(s.actions):
             self._run_action(s, i, a, since, "action")
-        results = runners.run_checks(ctx, s, s.success, "success")
+        results = self._success_checks(s)
         self._note_not_run(s, results)
         failed = [r for r in results if r.state == "fail"]
         if failed:
             raise StepFailed(s.id, "success check failed: " + "; ".join(f"{r.description}: {r.detail}" for r in failed))
         j.record(s.id, "step", "done", message=s.title)
         self.emit("step-done", step=s.id)
+
+    def _success_checks(self, s: m.Step) -> list[CheckResult]:
+        """Run the step's success checks; retry the failing ones until they pass or ``check_settle`` seconds pass,
+        since what a step started (pods re-created, objects finalized) completes a moment later."""
+        assert self.ctx is not None
+        ctx = self.ctx
+        deadline = time.monotonic() + self.options.check_settle
+        pending, passed = list(s.success), []
+        while True:
+            retry, failing = [], []
+            for c in pending:
+                rs = runners.run_checks(ctx, s, [c], "success")
+                if any(r.state == "fail" for r in rs):
+                    retry.append(c)
+                    failing += rs
+                else:
+                    passed += rs
+            if not retry or time.monotonic() >= deadline or ctx.stop.wait(max(ctx.poll, 1.0)):
+                return passed + failing
+            pending = retry
 
     def _run_action(self, s: m.Step, i: int, a: Any, since: int, what: str) -> Outcome | None:
         assert self.journal is not None and self.ctx is not None

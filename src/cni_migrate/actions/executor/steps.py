@@ -530,11 +530,29 @@ def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> l
     return stuck
 
 
+NAMESPACE_CONTENT_TIMEOUT = 120.0
+
+
 def run_remove_finalizers(ctx: Context, step: m.Step, a: m.RemoveFinalizers, prepared: dict[str, Any]) -> Outcome:
     t = a.target
     cur = _get(ctx, t)
     if cur is None:
         return Outcome("noop", f"{t.text()} is gone: no finalizer to clear")
+    if not cur["metadata"].get("deletionTimestamp") and t.namespace:
+        ns = ctx.rest.get("v1", "Namespace", t.namespace)
+        if ns is not None and ns["metadata"].get("deletionTimestamp"):
+            # the namespace controller deletes a terminating namespace's content a moment later: wait for it, or
+            # this object turns terminating after the step and keeps its finalizers (and the namespace) forever
+            def deleted_with_namespace() -> tuple[bool, str]:
+                again = _get(ctx, t)
+                return again is None or bool(again["metadata"].get("deletionTimestamp")), "not deleted yet"
+
+            _wait(
+                ctx, f"{t.text()} to be deleted with its namespace", NAMESPACE_CONTENT_TIMEOUT, deleted_with_namespace
+            )
+            cur = _get(ctx, t)
+            if cur is None:
+                return Outcome("noop", f"{t.text()} is gone: no finalizer to clear")
     if not cur["metadata"].get("deletionTimestamp"):
         return Outcome("noop", f"{t.text()} is not being deleted: its finalizers stay")
     grace = a.after_seconds if ctx.finalizer_grace is None else min(a.after_seconds, ctx.finalizer_grace)
