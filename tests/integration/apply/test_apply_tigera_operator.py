@@ -45,7 +45,8 @@ def test_operator_calico_offline_runs_to_completion_and_rolls_back(
     try:
         events = Events()
         with TigeraOperatorStandIn(rest, stuck=stuck) as operator:
-            summary = executor_for(cp, out, sandbox, events, cluster).apply()
+            # a healthy operator gets the grace time to finish before the executor goes on and deletes it
+            summary = executor_for(cp, out, sandbox, events, cluster, finalizer_grace=10.0).apply()
         ns = rest.get("v1", "Namespace", "calico-system")
         # a namespace stuck in Terminating says what holds it
         assert summary.state == "succeeded", (

@@ -312,13 +312,13 @@ class Executor:
         self.ctx = self._context(self.journal)
 
     def _context(self, journal: Journal | None) -> Context:
-        cleared = frozenset(
-            (a.target.key(), f)
+        cleared = {
+            (a.target.key(), f): float(a.after_seconds)
             for s in self.plan.steps()
             for a in s.actions
             if isinstance(a, m.RemoveFinalizers)
             for f in a.finalizers
-        )
+        }
         return Context(
             rest=self.rest,
             loaded=self.loaded,

@@ -15,7 +15,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,7 +94,8 @@ class Context:
     poll: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
     # (object key, finalizer) pairs some remove-finalizers action of the plan clears: a delete need not wait for them
-    cleared_later: frozenset[tuple[str, str]] = frozenset()
+    # (object key, finalizer) -> the grace seconds a later remove-finalizers gives its owner to process it
+    cleared_later: Mapping[tuple[str, str], float] = field(default_factory=dict)
     not_run: list[str] = field(default_factory=list)  # checks and probes skipped by --skip-checks
 
     @property
@@ -518,6 +519,13 @@ def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> l
                 continue
             fins = cur["metadata"].get("finalizers") or []
             if fins and all((key, f) in ctx.cleared_later for f in fins):
+                # the finalizers' owner (e.g. a running operator) gets the grace time to process them; after it
+                # they are reported as terminating, and the later step clears them
+                grace = min(ctx.cleared_later[(key, f)] for f in fins)
+                if ctx.finalizer_grace is not None:
+                    grace = min(grace, ctx.finalizer_grace)
+                if _age(str(cur["metadata"].get("deletionTimestamp") or now())) < grace:
+                    continue
                 stuck.append(f"{_ref_of(o).text()} ({', '.join(fins)})")
                 pending.pop(key)
             elif o["kind"] == "Namespace" and cur["metadata"].get("deletionTimestamp") and key.split("/")[3] in held:
