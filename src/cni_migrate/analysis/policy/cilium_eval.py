@@ -73,11 +73,19 @@ class CiliumEvaluator:
             got = self._labels[id(ep)] = cilium_labels(ep, self.universe)
         return got
 
-    def _selects(self, pol: Mapping[str, Any], ep: Endpoint) -> bool:
+    @staticmethod
+    def specs(pol: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+        """The rules of an object: ``spec`` and/or ``specs`` (each with its own endpointSelector)."""
+        out: list[Mapping[str, Any]] = []
+        if pol.get("spec"):
+            out.append(pol["spec"])
+        out.extend(pol.get("specs") or [])
+        return out
+
+    def _selects(self, pol: Mapping[str, Any], spec: Mapping[str, Any], ep: Endpoint) -> bool:
         ns = (pol.get("metadata") or {}).get("namespace")
-        if pol.get("kind") == "CiliumNetworkPolicy" and ep.namespace != ns:
+        if not ep.is_pod or (pol.get("kind") == "CiliumNetworkPolicy" and ep.namespace != ns):
             return False
-        spec = pol.get("spec") or {}
         return "nodeSelector" not in spec and selector_matches(spec.get("endpointSelector") or {}, self.labels(ep))
 
     def _peer_l3(self, rule: Mapping[str, Any], side: str, peer: Endpoint, ns: str | None) -> bool | None:
@@ -136,26 +144,34 @@ class CiliumEvaluator:
             return False
         return l3 is not False and l4 is not False
 
-    def verdict(self, flow: Flow, direction: str) -> tuple[bool, str]:
+    def decide(self, flow: Flow, direction: str) -> tuple[bool, str, Mapping[str, Any] | None]:
+        """(allowed, why, the object whose rule decided or None for a default)."""
         local = flow.dst if direction == INGRESS else flow.src
-        enforced, allow_by = False, None
+        enforced, allow_by, allow_obj = False, None, None
         for pol in self.policies:
-            if not self._selects(pol, local):
-                continue
-            spec, md = pol.get("spec") or {}, pol.get("metadata") or {}
+            md = pol.get("metadata") or {}
             ns = md.get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
             name = f"{pol.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
-            allows, denies = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
-            if (allows or denies) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
-                enforced = True
-            for i, r in enumerate(denies):
-                if self._rule_matches(r, direction, flow, ns):
-                    return False, f"{name} {direction}Deny[{i}]"
-            if allow_by is None:
-                for i, r in enumerate(allows):
+            for spec in self.specs(pol):
+                if not self._selects(pol, spec, local):
+                    continue
+                allows, denies = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
+                if (allows or denies) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
+                    enforced = True
+                for i, r in enumerate(denies):
                     if self._rule_matches(r, direction, flow, ns):
-                        allow_by = f"{name} {direction}[{i}]"
-                        break
+                        return False, f"{name} {direction}Deny[{i}]", pol
+                if allow_by is None:
+                    for i, r in enumerate(allows):
+                        if self._rule_matches(r, direction, flow, ns):
+                            allow_by, allow_obj = f"{name} {direction}[{i}]", pol
+                            break
         if allow_by is not None:
-            return True, allow_by
-        return (False, "default deny (selected, nothing allows)") if enforced else (True, "no policy selects")
+            return True, allow_by, allow_obj
+        if enforced:
+            return False, "default deny (selected, nothing allows)", None
+        return True, "no policy selects", None
+
+    def verdict(self, flow: Flow, direction: str) -> tuple[bool, str]:
+        allowed, why, _ = self.decide(flow, direction)
+        return allowed, why

@@ -1,0 +1,428 @@
+"""Compare a Calico policy set with Cilium policies flow class by flow class, and build the universe of flow
+classes to compare on when there is no live cluster.
+
+The representative universe is made from the policies themselves: for every selector alternative (and every
+pairwise combination that can matter: two policies selecting one endpoint, an Allow and a Deny or a Pass meeting
+the same peer) a *witness* pod that satisfies it with nothing else set, and a second one where keys the
+alternative only excludes carry some other value; a bare pod per namespace and one in a namespace no policy
+names; for every CIDR an outside address in it (and in each ``except``) plus addresses outside all of them; for
+every port range its ends and the ports just outside; named ports resolved on the pods; every ICMP type used and
+one unused; and one protocol no rule names. Facts (real namespaces and pods) are added when given.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cni_migrate.analysis.policy.calico_eval import CalicoEvaluator
+from cni_migrate.analysis.policy.cilium_eval import CiliumEvaluator
+from cni_migrate.analysis.policy.labels import NS_KEY, NS_LABEL_PREFIX, SA_KEY, Conj, _merge
+from cni_migrate.analysis.policy.model import (
+    DIRECTIONS,
+    EGRESS,
+    INGRESS,
+    Endpoint,
+    Flow,
+    IPNet,
+    NamedPort,
+    Namespace,
+    Policy,
+    PolicySet,
+    Universe,
+)
+from cni_migrate.analysis.policy.rules import PolicyT, Untranslatable, ordered_policies, translate_policy
+
+ANNOTATION_SOURCE = ("cni-migrate.io/calico-kind", "cni-migrate.io/calico-namespace", "cni-migrate.io/calico-name")
+_DEFAULT_POD_CIDR = ipaddress.ip_network("10.244.0.0/16")
+_OTHER = "zz-other"
+
+
+@dataclass(frozen=True)
+class FlowDiff:
+    flow: str  # Flow.describe()
+    direction: str  # ingress (at the destination pod) or egress (at the source pod)
+    calico_allowed: bool
+    calico_why: str  # the deciding rule, or the default that applied
+    calico_policy: str | None
+    cilium_allowed: bool
+    cilium_why: str
+    cilium_policy: str | None  # the Calico policy the deciding Cilium object came from, else the object's name
+    example: Flow | None = None
+
+    def __str__(self) -> str:
+        c = "allows" if self.calico_allowed else "denies"
+        k = "allows" if self.cilium_allowed else "denies"
+        return f"{self.flow} ({self.direction}): Calico {c} ({self.calico_why}), Cilium {k} ({self.cilium_why})"
+
+
+def source_ref(obj: Mapping[str, Any] | None) -> str | None:
+    """The Calico policy a generated Cilium object came from (its annotations), else its own kind and name."""
+    if obj is None:
+        return None
+    md = obj.get("metadata") or {}
+    ann = md.get("annotations") or {}
+    kind, ns, name = (ann.get(k) for k in ANNOTATION_SOURCE)
+    if kind and name:
+        return f"{kind} {ns}/{name}" if ns else f"{kind} {name}"
+    ns = md.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
+
+
+# --- witnesses ------------------------------------------------------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, pod_cidrs: Sequence[IPNet]) -> None:
+        v4 = [c for c in pod_cidrs if c.version == 4]
+        self.pod_net = v4[0] if v4 else (pod_cidrs[0] if pod_cidrs else _DEFAULT_POD_CIDR)
+        self.pod_cidrs = tuple(pod_cidrs) or (self.pod_net,)
+        self._ips = self.pod_net.hosts()
+        self.namespaces: dict[str, dict[str, str]] = {}
+        self.pods: dict[tuple[Any, ...], Endpoint] = {}
+        self.externals: dict[str, Endpoint] = {}
+        self.named: tuple[NamedPort, ...] = ()
+        self._fresh_ns = 0
+
+    def namespace(self, name: str, labels: Mapping[str, str] | None = None) -> bool:
+        have = self.namespaces.setdefault(name, {})
+        for k, v in (labels or {}).items():
+            if have.get(k, v) != v:
+                return False
+        have.update(labels or {})
+        return True
+
+    def pod(self, ns: str, labels: Mapping[str, str], sa: str = "default", named: bool = True) -> Endpoint:
+        key = (ns, tuple(sorted(labels.items())), sa, named)
+        got = self.pods.get(key)
+        if got is None:
+            self.namespace(ns)
+            name = f"w{len(self.pods)}"
+            got = self.pods[key] = Endpoint(name, self._next_ip(), ns, dict(labels), sa, self.named if named else ())
+        return got
+
+    def _next_ip(self) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+        ip = next(self._ips)
+        assert isinstance(ip, ipaddress.IPv4Address | ipaddress.IPv6Address)
+        return ip
+
+    def external(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> None:
+        if any(ip in c for c in self.pod_cidrs if c.version == ip.version):
+            return
+        self.externals.setdefault(str(ip), Endpoint(f"x{len(self.externals)}", ip))
+
+    def witness(self, conj: Conj, default_ns: str | None, fresh: bool) -> Endpoint | None:
+        """A pod satisfying the alternative; ``fresh``: keys it only excludes get another value."""
+        by_key: dict[str, list[Any]] = {}
+        for r in conj:
+            by_key.setdefault(r.key, []).append(r)
+        ns_name: str | None = None
+        ns_labels: dict[str, str] = {}
+        labels: dict[str, str] = {}
+        sa = "default"
+        for key, reqs in by_key.items():
+            value = _value(reqs, fresh)
+            if key == NS_KEY:
+                if value is None:
+                    return None  # every pod has a namespace
+                ns_name = value if value != _OTHER else None
+                if ns_name is None:
+                    excluded = {v for r in reqs if r.op == "NotIn" for v in r.values}
+                    ns_name = default_ns if default_ns and default_ns not in excluded else None
+            elif key == SA_KEY:
+                if value is None:
+                    return None
+                sa = value
+            elif key.startswith(NS_LABEL_PREFIX):
+                if value is not None:
+                    ns_labels[key[len(NS_LABEL_PREFIX) :]] = value
+            elif value is not None:
+                labels[key.removeprefix("k8s:")] = value
+        if sa == "default" and SA_KEY not in by_key:
+            sa = "default"
+        if ns_name is None:
+            ns_name = default_ns if (default_ns and not ns_labels) else self._new_ns()
+        if not self.namespace(ns_name, ns_labels):
+            return None
+        return self.pod(ns_name, labels, sa)
+
+    def _new_ns(self) -> str:
+        self._fresh_ns += 1
+        return f"wns-{self._fresh_ns}"
+
+    def universe(self) -> Universe:
+        return Universe(
+            {n: Namespace(n, dict(lbl)) for n, lbl in self.namespaces.items()},
+            tuple(self.pods.values()),
+            tuple(self.externals.values()),
+            self.pod_cidrs,
+        )
+
+
+def _value(reqs: Sequence[Any], fresh: bool) -> str | None:
+    """A value meeting all requirements on one key; None = the key absent (or, for NS/SA keys, impossible)."""
+    ins = [set(r.values) for r in reqs if r.op == "In"]
+    notin = {v for r in reqs if r.op == "NotIn" for v in r.values}
+    if any(r.op == "DoesNotExist" for r in reqs):
+        return None
+    if ins:
+        ok = sorted(set.intersection(*ins) - notin)
+        return ok[0] if ok else None
+    if any(r.op == "Exists" for r in reqs) or fresh:
+        v = _OTHER
+        while v in notin:
+            v += "x"
+        return v
+    return None
+
+
+def _l4_points(pts: Iterable[PolicyT]) -> tuple[list[tuple[str | int, int | None, int | None]], list[NamedPort]]:
+    """Representative (protocol, port or ICMP type, ICMP code) points and the named ports pods carry."""
+    points: set[tuple[str | int, int | None, int | None]] = {("TCP", 1, None), ("UDP", 1, None), ("SCTP", 1, None)}
+    points |= {("ICMP", 8, 0), ("ICMP", 250, 0), (47, None, None)}
+    ranges: dict[str, list[tuple[int, int]]] = {}
+    names: dict[tuple[str, str], None] = {}
+    for pt in pts:
+        for d in DIRECTIONS:
+            for rt in pt.rules[d]:
+                for proto, lo, hi in rt.l4.ports:
+                    ranges.setdefault(proto, []).append((lo, hi))
+                    for p in (lo - 1, lo, hi, hi + 1):
+                        if 0 <= p <= 65535:
+                            points.add((proto, p, None))
+                for proto, name in rt.l4.named:
+                    names[(proto, name)] = None
+                for _fam, t in rt.l4.icmp[:1] if len(rt.l4.icmp) > 1 else rt.l4.icmp:
+                    points.add(("ICMP", t, 0))
+    named: list[NamedPort] = []
+    for i, (proto, name) in enumerate(names):
+        inside = [lo for lo, hi in ranges.get(proto, []) if lo > 0 and hi < 65535]
+        port = inside[i % len(inside)] if inside else 20000 + i
+        named.append(NamedPort(name, proto, port))
+        points.add((proto, port, None))
+    return sorted(points, key=str), named
+
+
+def _ext_addresses(net: IPNet, excepts: Sequence[IPNet]) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    out = []
+    for cand in (net.network_address + 1 if net.num_addresses > 2 else net.network_address, net.broadcast_address):
+        if not any(cand in x for x in excepts):
+            out.append(cand)
+    for x in excepts:
+        out.append(x.network_address)
+    if net.prefixlen == 0:
+        out.append(ipaddress.ip_address("198.51.100.7" if net.version == 4 else "2001:db8::7"))
+    return out
+
+
+def build_universe(
+    pts: Sequence[PolicyT],
+    pod_cidrs: Sequence[IPNet] = (),
+    namespaces: Iterable[Namespace] = (),
+    pods: Iterable[Endpoint] = (),
+    pairs: bool = True,
+) -> tuple[Universe, list[tuple[str | int, int | None, int | None]]]:
+    """The representative universe of a set of translated policies, and the L4 points to try."""
+    b = _Builder(pod_cidrs)
+    points, named = _l4_points(pts)
+    b.named = tuple(named)
+    for n in namespaces:
+        b.namespace(n.name, n.labels)
+    extra = list(pods)
+    for pt in pts:
+        if pt.policy.namespace is not None:
+            b.namespace(pt.policy.namespace)
+    locals_: list[tuple[Conj, str | None]] = []
+    remotes: list[tuple[Conj, str | None]] = []
+    for pt in pts:
+        ns = pt.policy.namespace
+        locals_ += [(c, ns) for c in pt.local]
+        for d in DIRECTIONS:
+            for rt in pt.rules[d]:
+                remotes += [(c, ns) for c in rt.remote.pods]
+                for net, excepts in rt.remote.nets:
+                    for ip in _ext_addresses(net, excepts):
+                        b.external(ip)
+    for text in ("198.51.100.7", "2001:db8::7", "192.0.2.200"):
+        b.external(ipaddress.ip_address(text))
+    conjs = locals_ + remotes
+    if pairs:
+        conjs += _pair_merges(locals_) + _pair_merges(remotes)
+    for c, ns in conjs:
+        for fresh in (False, True):
+            b.witness(c, ns, fresh)
+    for ns in list(b.namespaces):
+        b.pod(ns, {}, named=False)
+        b.pod(ns, {}, "other-sa")
+    b.pod(b._new_ns(), {})
+    u = b.universe()
+    if extra:
+        u = Universe(u.namespaces, (*u.pods, *extra), u.externals, u.pod_cidrs)
+    return u, points
+
+
+def _pair_merges(items: list[tuple[Conj, str | None]], limit: int = 4000) -> list[tuple[Conj, str | None]]:
+    out: list[tuple[Conj, str | None]] = []
+    uniq = list(dict.fromkeys(items))
+    for i, (a, na) in enumerate(uniq):
+        for b_, nb in uniq[i + 1 :]:
+            if na is not None and nb is not None and na != nb:
+                continue
+            m = _merge(a, b_)
+            if m is not None:
+                out.append((m, na or nb))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def representative_universe(
+    policy_set: PolicySet,
+    *,
+    namespaces: Iterable[Namespace] = (),
+    pods: Iterable[Endpoint] = (),
+    pod_cidrs: Sequence[IPNet] = (),
+) -> Universe:
+    """Flow classes of a policy set (plus facts' namespaces and pods), for ``check`` without a live cluster.
+    Policies that cannot be translated contribute nothing of their own."""
+    pts = []
+    for ti, pi, p in ordered_policies(policy_set):
+        pt, _ = translate_policy(p, ti, pi, pod_cidrs)
+        if pt is not None:
+            pts.append(pt)
+    return build_universe(pts, pod_cidrs, namespaces, pods)[0]
+
+
+def universe_flows(
+    universe: Universe, points: Sequence[tuple[str | int, int | None, int | None]] | None = None
+) -> list[Flow]:
+    """Every ordered pair of distinct endpoints with at least one pod, at every L4 point."""
+    pts = points if points is not None else _default_points(universe)
+    everyone = (*universe.pods, *universe.externals)
+    out: list[Flow] = []
+    for src in everyone:
+        for dst in everyone:
+            if src is dst or not (src.is_pod or dst.is_pod):
+                continue
+            out.extend(_flows(src, dst, pts))
+    return out
+
+
+def _default_points(universe: Universe) -> list[tuple[str | int, int | None, int | None]]:
+    pts: set[tuple[str | int, int | None, int | None]] = {("TCP", 80, None), ("UDP", 53, None), ("ICMP", 8, 0)}
+    for p in universe.pods:
+        for n in p.named_ports:
+            pts.add((n.protocol, n.port, None))
+    return sorted(pts, key=str)
+
+
+def _flows(src: Endpoint, dst: Endpoint, points: Sequence[tuple[str | int, int | None, int | None]]) -> list[Flow]:
+    out = []
+    for proto, port, code in points:
+        if proto == "ICMP":
+            out.append(Flow(src, dst, "ICMP", None, port, code))
+        elif isinstance(proto, int):
+            out.append(Flow(src, dst, proto))
+        else:
+            out.append(Flow(src, dst, proto, port))
+    return out
+
+
+def check(
+    policy_set: PolicySet,
+    cilium_objects: Sequence[Mapping[str, Any]],
+    universe: Universe,
+    flows: Iterable[Flow] | None = None,
+) -> tuple[FlowDiff, ...]:
+    """Every flow (of ``flows``, default: all of the universe's) whose verdict differs between the Calico set and
+    the Cilium objects, per direction (egress at a source pod, ingress at a destination pod)."""
+    cal = CalicoEvaluator(policy_set, universe)
+    cil = CiliumEvaluator(list(cilium_objects), universe)
+    out: list[FlowDiff] = []
+    for f in universe_flows(universe) if flows is None else flows:
+        for d in DIRECTIONS:
+            local = f.dst if d == INGRESS else f.src
+            if not local.is_pod:
+                continue
+            cv = cal.verdict(f, d)
+            allowed, why, obj = cil.decide(f, d)
+            if cv.allowed != allowed:
+                out.append(FlowDiff(f.describe(), d, cv.allowed, cv.why, cv.policy, allowed, why, source_ref(obj), f))
+    return tuple(out)
+
+
+# --- the translator's flow-by-flow check of hazards ---------------------------------------------------------
+
+
+def hazard_differences(
+    policy_set: PolicySet,
+    pts: Sequence[PolicyT],
+    hazards: Mapping[int, str],
+    objects: Mapping[int, Mapping[str, Any]],
+    pod_cidrs: Sequence[IPNet],
+    universe: Universe | None,
+) -> list[Untranslatable]:
+    """Differences, on the representative universe of the policies that meet a hazard, between Calico's
+    verdicts and the planned Cilium objects; one report per (policy, other policy, rule, direction)."""
+    hazard_ns = {pt.policy.namespace for pt in pts if id(pt.policy) in hazards}
+    all_ns = None in hazard_ns
+    scope = [pt for pt in pts if all_ns or pt.policy.namespace is None or pt.policy.namespace in hazard_ns]
+    u, points = build_universe(
+        scope, pod_cidrs, universe.namespaces.values() if universe else (), universe.pods if universe else ()
+    )
+    sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
+    objs = [objects[id(pt.policy)] for pt in scope if id(pt.policy) in objects]
+    cal = CalicoEvaluator(sub, u)
+    cil = CiliumEvaluator(objs, u)
+    hazard_pols = [pt.policy for pt in pts if id(pt.policy) in hazards]
+    everyone = (*u.pods, *u.externals)
+    seen: dict[tuple[str, str | None, str, str], Untranslatable] = {}
+    for d in DIRECTIONS:
+        locals_ = [e for e in u.pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
+        for local in locals_:
+            selecting = cal.selecting(local, d)
+            for remote in everyone:
+                if remote is local:
+                    continue
+                src, dst = (remote, local) if d == INGRESS else (local, remote)
+                for f in _flows(src, dst, points):
+                    cv = cal.verdict(f, d, selecting)
+                    allowed, why, obj = cil.decide(f, d)
+                    if cv.allowed == allowed:
+                        continue
+                    other = source_ref(obj)
+                    pol = cv.policy or other or "?"
+                    if other == pol:
+                        other = None
+                    fld = _field_of(cv.why, d)
+                    key = (pol, other, fld, d)
+                    if key in seen:
+                        continue
+                    calico = "allows" if cv.allowed else "denies"
+                    cilium = "allow" if allowed else "deny"
+                    seen[key] = Untranslatable(
+                        pol,
+                        fld,
+                        f"Calico {calico} ({cv.why}) where the Cilium translation would {cilium} ({why}): "
+                        f"the verdict depends on Calico's order, tiers or Pass",
+                        other,
+                        f.describe(),
+                        f,
+                    )
+    return list(seen.values())
+
+
+def _field_of(why: str, direction: str) -> str:
+    for part in why.split():
+        if part.startswith(f"{direction}["):
+            return f"spec.{part}"
+    return f"spec.{direction}"
+
+
+def selecting_policies(cal: CalicoEvaluator, ep: Endpoint, direction: str) -> list[Policy]:
+    return [p for _, ps in cal.selecting(ep, direction) for p in ps]
+
+
+__all__ = ["EGRESS", "FlowDiff", "build_universe", "check", "representative_universe", "universe_flows"]
