@@ -121,8 +121,8 @@ def _docs_objects(ns: str, prefix: str) -> tuple[list[dict[str, Any]], list[dict
     src = calico_policy_objects(store)
     namespaces = {"prod": ns, "dev": f"{ns}-dev"}
     out: list[dict[str, Any]] = []
-    for o in [*src.tiers, *src.policies]:
-        o = json.loads(json.dumps(o))
+    for original in [*src.tiers, *src.policies]:
+        o = json.loads(json.dumps(original))
         o["apiVersion"] = "crd.projectcalico.org/v1"
         md = o["metadata"]
         if md.get("namespace"):
