@@ -26,7 +26,12 @@ import pytest
 import yaml
 
 from cni_migrate.analysis.calico_policies import migrate_policies
-from cni_migrate.facts import load_snapshot
+from cni_migrate.analysis.plan import PlanOptions, build_plan, render_runbook
+from cni_migrate.analysis.plan.model import DeleteObjects
+from cni_migrate.analysis.plan.policies import APPLY_STEP
+from cni_migrate.analysis.plan.runbook import commands_in
+from cni_migrate.cli.plan import write_out
+from cni_migrate.facts import facts_from_snapshot, load_snapshot
 from cni_migrate.facts.policies import CalicoPolicyObjects, calico_policy_objects
 from cni_migrate_testbed import ControlPlane
 from cni_migrate_testbed.binaries import find_binary
@@ -338,3 +343,47 @@ def test_the_1_14_schema_refuses_what_only_1_16_has(cluster: ControlPlane, test_
     install(cluster, CILIUM_CRDS["1.16.5"])
     r = _kubectl_stdin(cluster, ["create", "--dry-run=server", "--validate=strict"], [cnp])
     assert r.returncode == 0, r.stderr
+
+
+# --- the plan's policies file, applied by the runbook's own command ------------------------------------------
+
+
+def test_the_runbook_command_applies_the_plans_policies(
+    cluster: ControlPlane, test_namespace: str, tmp_path: Path
+) -> None:
+    """A rolling plan of the multi-pool example carrying the documentation cases: the runbook's kubectl apply of
+    manifests/cilium-policies.yaml, run as written (but for the context pin) with a server-side dry run, then for
+    real, creates every object the step's rollback would delete."""
+    install(cluster, CILIUM_CRDS["1.16.5"])
+    src = calico_policy_objects(load_snapshot(DOCS))
+    moved = []
+    for o in src.policies:
+        c = json.loads(json.dumps(o))
+        if c["metadata"].get("namespace"):
+            c["metadata"]["namespace"] = test_namespace
+        moved.append(c)
+    objs = CalicoPolicyObjects(
+        policies=tuple(moved), tiers=src.tiers, namespaces=(), pods=(), service_accounts=(), listed=True
+    )
+    pm = migrate_policies(objs, "1.16.5")
+    facts = facts_from_snapshot(str(ROOT / "examples" / "calico-operator-multipool"))
+    plan = build_plan(facts, PlanOptions(cilium_version="1.16.5", strategy="rolling"), tool_version="test", policies=pm)
+    out = tmp_path / "plan"
+    write_out(plan, render_runbook(plan), out, force=False)
+    (apply,) = [a for a in commands_in((out / "runbook.md").read_text()) if "manifests/cilium-policies.yaml" in a]
+    assert apply[:1] == ["kubectl"] and apply[1] == "--context"
+    argv = [str(find_binary("kubectl", cluster.cache)), f"--kubeconfig={cluster.admin_kubeconfig}", *apply[3:]]
+    for extra in (["--dry-run=server"], []):
+        r = subprocess.run([*argv, *extra], cwd=out, capture_output=True, text=True, check=False)
+        assert r.returncode == 0, r.stderr
+    (delete,) = plan.step(APPLY_STEP).rollback.actions
+    assert isinstance(delete, DeleteObjects) and len(delete.objects) == len(pm.objects) > 3
+    try:
+        for ref in delete.objects:
+            ns = ["-n", ref.namespace] if ref.namespace else []
+            got = cluster.kubectl("get", f"{ref.kind.lower()}.cilium.io", ref.name, *ns, "-o", "name", check=False)
+            assert got.returncode == 0 and got.stdout.strip(), f"{ref.text()} was not created: {got.stderr}"
+    finally:
+        subprocess.run(
+            [*argv[:2], "delete", "--ignore-not-found", "-f", "manifests/cilium-policies.yaml"], cwd=out, check=False
+        )
