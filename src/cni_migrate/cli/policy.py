@@ -168,7 +168,8 @@ def render_translation(console: Console, pm: PolicyMigration, written: list[str]
     bad = pm.untranslatable_policies()
     console.print(
         f"[bold]{n} Calico polic{'y' if n == 1 else 'ies'}[/bold] -> Cilium {pm.cilium_version}: "
-        f"{len(pm.translation.exact)} translated exactly into {len(pm.objects)} objects, {len(bad)} without a translation",
+        f"{len(pm.translation.exact)} translated exactly into {len(pm.objects)} objects, "
+        f"{len(bad)} without a translation",
         highlight=False,
     )
     objects = Table(title="Cilium policies", title_justify="left", box=None, pad_edge=False)

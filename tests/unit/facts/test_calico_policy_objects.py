@@ -133,3 +133,18 @@ def test_pods_become_endpoints_with_labels_service_accounts_and_named_ports() ->
     assert web.labels == {"app": "web"}
     assert web.named_port("http", "TCP") == 8080
     assert namespaces["prod"].labels == {"team": "a"}
+
+
+def test_replicas_alike_are_one_endpoint() -> None:
+    def pod(name: str, ip: str, app: str) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "prod", "labels": {"app": app}},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"podIP": ip},
+        }
+
+    store = store_of(pod("web-1", "10.0.0.1", "web"), pod("web-2", "10.0.0.2", "web"), pod("db-1", "10.0.0.3", "db"))
+    _, endpoints = cluster_endpoints(calico_policy_objects(store))
+    assert [e.name for e in endpoints] == ["web-1", "db-1"]
