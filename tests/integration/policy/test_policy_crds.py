@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -28,8 +29,8 @@ import yaml
 from cni_migrate.analysis.calico_policies import migrate_policies
 from cni_migrate.analysis.plan import PlanOptions, build_plan, render_runbook
 from cni_migrate.analysis.plan.model import DeleteObjects
-from cni_migrate.analysis.plan.policies import APPLY_STEP
-from cni_migrate.analysis.plan.runbook import commands_in
+from cni_migrate.analysis.plan.policies import APPLY_STEP, GATE_STEP
+from cni_migrate.analysis.plan.runbook import commands_in, step_markdown
 from cni_migrate.cli.plan import write_out
 from cni_migrate.facts import facts_from_snapshot, load_snapshot
 from cni_migrate.facts.policies import CalicoPolicyObjects, calico_policy_objects
@@ -387,3 +388,47 @@ def test_the_runbook_command_applies_the_plans_policies(
         subprocess.run(
             [*argv[:2], "delete", "--ignore-not-found", "-f", "manifests/cilium-policies.yaml"], cwd=out, check=False
         )
+
+
+def test_the_runbook_gate_stops_while_an_untranslatable_policy_exists(
+    cluster: ControlPlane, test_namespace: str, tmp_path: Path
+) -> None:
+    """The plan's calico-policy-gate block, run by bash with the real kubectl as the runbook pins it: it fails,
+    naming the policy, while the policy exists, and passes once it is gone."""
+    bad = {
+        "apiVersion": "crd.projectcalico.org/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "default.by-prefix", "namespace": test_namespace},
+        "spec": {
+            "selector": "app == 'db'",
+            "ingress": [{"action": "Allow", "source": {"selector": "app starts with 'web'"}}],
+        },
+    }
+    objs = CalicoPolicyObjects(policies=(bad,), tiers=(), namespaces=(), pods=(), service_accounts=(), listed=True)
+    pm = migrate_policies(objs, "1.16.5")
+    context = yaml.safe_load(cluster.admin_kubeconfig.read_text())["current-context"]
+    opts = PlanOptions(
+        cilium_version="1.16.5", strategy="offline", kube_context=context, kubeconfig=str(cluster.admin_kubeconfig)
+    )
+    plan = build_plan(
+        facts_from_snapshot(str(ROOT / "examples" / "calico-bgp-lossy")), opts, tool_version="t", policies=pm
+    )
+    lines = step_markdown(plan.step(GATE_STEP), plan, "1")
+    start = lines.index("Before:") + 2
+    assert lines[start] == "```bash"
+    block = "\n".join(lines[start + 1 : lines.index("```", start + 1)])
+    bash = shutil.which("bash")
+    assert bash
+    env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin"}
+    made = _kubectl_stdin(cluster, ["create"], [bad])
+    assert made.returncode == 0, made.stderr
+    try:
+        r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
+        assert r.returncode != 0 and f"NetworkPolicy {test_namespace}/default.by-prefix" in r.stderr, (
+            r.stdout,
+            r.stderr,
+        )
+    finally:
+        _kubectl_stdin(cluster, ["delete", "--ignore-not-found"], [bad])
+    r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
+    assert r.returncode == 0, r.stderr
