@@ -57,6 +57,7 @@ class SourcePolicy:
     kind: str
     name: str
     namespace: str | None
+    resource_version: str | None = None  # as read (a live read or a captured snapshot has it)
 
     @property
     def resource(self) -> str:
@@ -102,6 +103,24 @@ class PolicyMigration:
 
     def findings_of(self, ref: str) -> list[Untranslatable]:
         return [u for u in self.untranslatable if ref in (u.policy, u.other_policy)]
+
+    def unchanged_check(self) -> tuple[str, str] | None:
+        """A shell command listing the cluster's Calico policies (kind, namespace, name, resourceVersion; one line
+        each, sorted) piped to sha256sum, and the digest it prints when the policies are the ones translated; None
+        when the input carries no resourceVersions (a hand-made snapshot) or has no policies."""
+        srcs = list(self.sources.values())
+        if not srcs or any(s.resource_version is None for s in srcs):
+            return None
+        lines = sorted(f"{s.kind}/{s.namespace or ''}/{s.name}:{s.resource_version}\n" for s in srcs)
+        digest = hashlib.sha256("".join(lines).encode()).hexdigest()
+        resources = sorted({(s.resource, s.kind) for s in srcs})
+        gets = "; ".join(
+            f"kubectl get {res} -A -l 'app.kubernetes.io/managed-by!=cni-migrate' -o "
+            f"jsonpath='{{range .items[*]}}{kind}/{{.metadata.namespace}}/{{.metadata.name}}:"
+            f"{{.metadata.resourceVersion}}{{\"\\n\"}}{{end}}'"
+            for res, kind in resources
+        )
+        return f"{{ {gets}; }} | LC_ALL=C sort | sha256sum", digest
 
     def digest(self) -> str:
         """Changes when the translated objects or the findings do."""
@@ -154,6 +173,7 @@ def parse_objects(objs: CalicoPolicyObjects) -> tuple[PolicySet, dict[str, Sourc
             kind=p.kind,
             name=name_of(o),
             namespace=p.namespace,
+            resource_version=rv if isinstance(rv := meta(o).get("resourceVersion"), str) and rv else None,
         )
     return PolicySet(tuple(policies), tiers), sources
 

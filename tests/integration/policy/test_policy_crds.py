@@ -33,7 +33,9 @@ from cni_migrate.analysis.plan.policies import APPLY_STEP, GATE_STEP
 from cni_migrate.analysis.plan.runbook import commands_in, step_markdown
 from cni_migrate.cli.plan import write_out
 from cni_migrate.facts import facts_from_snapshot, load_snapshot
+from cni_migrate.facts.live import read_cluster
 from cni_migrate.facts.policies import CalicoPolicyObjects, calico_policy_objects
+from cni_migrate.kube.client import Cluster
 from cni_migrate_testbed import ControlPlane
 from cni_migrate_testbed.binaries import find_binary
 
@@ -198,6 +200,26 @@ def test_documentation_cases_read_live_and_their_translation_created(
         create_and_read_back(cluster, objects)
     finally:
         _kubectl_stdin(cluster, ["delete", "--ignore-not-found", "--wait=false"], [*calico, *namespaces])
+
+
+WEB_NP = {
+    "apiVersion": "crd.projectcalico.org/v1",
+    "kind": "NetworkPolicy",
+    "metadata": {"name": "default.web-ingress"},
+    "spec": {
+        "order": 100,
+        "selector": "app == 'web'",
+        "types": ["Ingress"],
+        "ingress": [
+            {
+                "action": "Allow",
+                "protocol": "TCP",
+                "source": {"selector": "app == 'frontend'"},
+                "destination": {"ports": [80]},
+            }
+        ],
+    },
+}
 
 
 # --- generated policy sets -----------------------------------------------------------------------------------
@@ -413,10 +435,7 @@ def test_the_runbook_gate_stops_while_an_untranslatable_policy_exists(
     plan = build_plan(
         facts_from_snapshot(str(ROOT / "examples" / "calico-bgp-lossy")), opts, tool_version="t", policies=pm
     )
-    lines = step_markdown(plan.step(GATE_STEP), plan, "1")
-    start = lines.index("Before:") + 2
-    assert lines[start] == "```bash"
-    block = "\n".join(lines[start + 1 : lines.index("```", start + 1)])
+    block = _before_block(plan, GATE_STEP)
     bash = shutil.which("bash")
     assert bash
     env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin"}
@@ -432,3 +451,49 @@ def test_the_runbook_gate_stops_while_an_untranslatable_policy_exists(
         _kubectl_stdin(cluster, ["delete", "--ignore-not-found"], [bad])
     r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
     assert r.returncode == 0, r.stderr
+
+
+def _before_block(plan: Any, step_id: str) -> str:
+    lines = step_markdown(plan.step(step_id), plan, "1")
+    start = lines.index("Before:") + 2
+    assert lines[start] == "```bash"
+    return "\n".join(lines[start + 1 : lines.index("```", start + 1)])
+
+
+def test_the_apply_step_refuses_policies_changed_since_the_plan(
+    cluster: ControlPlane, test_namespace: str, name_prefix: str
+) -> None:
+    """Planned from the live cluster, the apply step first proves the Calico policies are the ones translated (names
+    and resourceVersions): its runbook check passes as planned and fails once a policy changed."""
+    web = json.loads(json.dumps(WEB_NP))
+    web["metadata"]["namespace"] = test_namespace
+    made = _kubectl_stdin(cluster, ["create"], [web])
+    assert made.returncode == 0, made.stderr
+    try:
+        store = read_cluster(Cluster.connect(str(cluster.admin_kubeconfig), None))
+        pm = migrate_policies(calico_policy_objects(store), "1.16.5")
+        assert f"NetworkPolicy {test_namespace}/default.web-ingress" in pm.translation.exact
+        context = yaml.safe_load(cluster.admin_kubeconfig.read_text())["current-context"]
+        opts = PlanOptions(
+            cilium_version="1.16.5", strategy="offline", kube_context=context, kubeconfig=str(cluster.admin_kubeconfig)
+        )
+        facts = facts_from_snapshot(str(ROOT / "examples" / "calico-bgp-lossy"))
+        plan = build_plan(facts, opts, tool_version="t", policies=pm)
+        block = _before_block(plan, APPLY_STEP)
+        bash = shutil.which("bash")
+        assert bash
+        env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin"}
+        r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
+        assert r.returncode == 0, (r.stdout, r.stderr)
+        cluster.kubectl(
+            "annotate",
+            "networkpolicies.crd.projectcalico.org",
+            "default.web-ingress",
+            "-n",
+            test_namespace,
+            "changed=yes",
+        )
+        r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
+        assert r.returncode != 0 and "are the ones the plan translated" in r.stderr
+    finally:
+        _kubectl_stdin(cluster, ["delete", "--ignore-not-found"], [web])

@@ -5,6 +5,8 @@ Cilium, before the workloads restart; both stop at a gate, naming each policy, w
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import pytest
@@ -217,3 +219,20 @@ def test_the_policies_change_the_plan_id(multipool: ClusterFacts, good: PolicyMi
     a = plan_with(multipool, "rolling", good)
     b = plan_with(multipool, "rolling", migration(ALLOW_DNS))
     assert a.id != b.id
+
+
+def test_the_apply_step_first_proves_the_policies_are_the_ones_translated(multipool: ClusterFacts) -> None:
+    captured = [json.loads(json.dumps(p)) for p in (ALLOW_DNS, WEB_INGRESS)]
+    for i, p in enumerate(captured):
+        p["metadata"]["resourceVersion"] = str(100 + i)
+    step = plan_with(multipool, "rolling", migration(*captured)).step(APPLY_STEP)
+    (check,) = step.preconditions
+    assert isinstance(check, CommandCheck) and check.shell and check.expect
+    lines = "GlobalNetworkPolicy//default.allow-dns:100\nNetworkPolicy/shop/default.web-ingress:101\n"
+    assert check.expect == f"^{hashlib.sha256(lines.encode()).hexdigest()} "
+    assert (
+        "globalnetworkpolicies.crd.projectcalico.org" in check.shell
+        and "networkpolicies.crd.projectcalico.org" in check.shell
+    )
+    # a hand-made snapshot has no resourceVersions: nothing to compare with
+    assert not plan_with(multipool, "rolling", migration(ALLOW_DNS, WEB_INGRESS)).step(APPLY_STEP).preconditions

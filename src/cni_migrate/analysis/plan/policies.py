@@ -128,6 +128,19 @@ def apply_policies_step(b: Builder, pm: PolicyMigration | None, *, enforced_now:
                 expect=rf"^\s*{len(refs)}\s*$",
             )
         ]
+    preconditions: list[Check] = []
+    unchanged = pm.unchanged_check()
+    if unchanged is not None:
+        shell, digest = unchanged
+        preconditions.append(
+            CommandCheck(
+                description=f"the cluster's {len(pm.sources)} Calico policies are the ones the plan translated (same "
+                "names and resourceVersions); if one changed, translate again (`cni-migrate policy translate`) and "
+                "plan again, or apply the new translation yourself",
+                shell=shell,
+                expect=f"^{digest} ",
+            )
+        )
     when = (
         "Cilium enforces them as soon as they exist"
         if enforced_now
@@ -141,6 +154,7 @@ def apply_policies_step(b: Builder, pm: PolicyMigration | None, *, enforced_now:
         scope="cluster",
         description=f"Translated exactly (`cni-migrate policy check` finds no flow whose verdict differs); {when}.",
         actions=[*waits, ApplyObjects(artifact=path, objects=objects)],
+        preconditions=preconditions,
         success=success,
         rollback=Rollback(
             description="delete the Cilium policies this step created", actions=[DeleteObjects(objects=refs)]
