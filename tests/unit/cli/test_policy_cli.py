@@ -280,3 +280,18 @@ def test_plan_refuses_a_malformed_policy(tmp_path: Path) -> None:
     r = run("--snapshot", str(snap), "plan", "--to", "cilium", "--cilium-version", "1.16.5", "--strategy", "offline")
     assert r.exit_code == 2
     assert "zz-shop.yaml" in r.stderr and "NetworkPolicy shop/web-ingress: spec.selector" in " ".join(r.stderr.split())
+
+
+def test_the_cilium_version_defaults_to_the_one_the_cluster_runs(tmp_path: Path) -> None:
+    cilium = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "cilium", "namespace": "kube-system", "labels": {"k8s-app": "cilium"}},
+        "spec": {
+            "template": {"spec": {"containers": [{"name": "cilium-agent", "image": "quay.io/cilium/cilium:v1.14.12"}]}}
+        },
+    }
+    snap = snapshot(tmp_path, ALLOW_DNS, cilium)
+    r = run("policy", "translate", "--snapshot", str(snap), "-o", "json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["cilium_version"] == "1.14.12"
