@@ -13,12 +13,14 @@ from cni_migrate.analysis.plan.model import (
     ObjectCheck,
     PatchObject,
     RemoveFinalizers,
+    WaitFor,
 )
 from cni_migrate.facts import ClusterFacts
 
 
 def test_operator_uninstall_order(multipool: ClusterFacts) -> None:
-    """Delete the Installation while tigera-operator runs, then clear stuck finalizers, then the operator."""
+    """Delete the Installation while tigera-operator runs, then the operator and its namespaces, then clear the
+    finalizers left stuck (objects the namespace deletion leaves terminating are only stuck after it), then CRDs."""
     p = make_plan(multipool, "offline")
     i_inst = index(p, "uninstall-calico-operator-resources")
     step = p.step("uninstall-calico-operator-resources")
@@ -28,7 +30,12 @@ def test_operator_uninstall_order(multipool: ClusterFacts) -> None:
     assert pre[0].target.name == "tigera-operator"  # the operator must still run
     i_fin = index(p, "clear-stuck-finalizers")
     i_op = index(p, "delete-old-cni")
-    assert i_inst < i_fin < i_op
+    assert i_inst < i_op < i_fin < index(p, "delete-old-cni-crds")
+    # a stuck operator leaves the Installation terminating: the uninstall step succeeds on the workloads being gone
+    assert not [c for c in step.success if isinstance(c, ObjectCheck) and c.target.kind == "Installation"]
+    clear = p.step("clear-stuck-finalizers")
+    waits = [a.target.key() for a in clear.actions if isinstance(a, WaitFor)]
+    assert "/Namespace//calico-system" in waits
     op_deleted = {o.key() for _, s, a in actions(p, DeleteObjects) if s.id == "delete-old-cni" for o in a.objects}
     assert "apps/Deployment/tigera-operator/tigera-operator" in op_deleted
 

@@ -508,6 +508,7 @@ def run_delete(ctx: Context, step: m.Step, a: m.DeleteObjects, prepared: dict[st
 def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> list[str]:
     pending = {backups.object_key(o): o for o in objs}
     stuck: list[str] = []
+    held = {k.split("/")[2] for k, _ in ctx.cleared_later}  # namespaces holding objects cleared later
 
     def probe() -> tuple[bool, str]:
         for key, o in list(pending.items()):
@@ -518,6 +519,10 @@ def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> l
             fins = cur["metadata"].get("finalizers") or []
             if fins and all((key, f) in ctx.cleared_later for f in fins):
                 stuck.append(f"{_ref_of(o).text()} ({', '.join(fins)})")
+                pending.pop(key)
+            elif o["kind"] == "Namespace" and cur["metadata"].get("deletionTimestamp") and key.split("/")[3] in held:
+                # finalized by the namespace controller only after its content, whose finalizers a later step clears
+                stuck.append(f"{_ref_of(o).text()} (until its content is gone)")
                 pending.pop(key)
         return not pending, f"{len(pending)} left: {', '.join(list(pending)[:5])}"
 
@@ -909,10 +914,33 @@ def run_restart_pods(ctx: Context, step: m.Step, a: m.RestartPods, prepared: dic
     for p in todo:
         meta = p["metadata"]
         ctx.rest.delete("v1", "Pod", meta["name"], meta["namespace"], dry_run=ctx.server_dry, uid=meta.get("uid"))
+    if todo and not ctx.server_dry:
+        _wait_replacements_started(ctx, a, before, {p["metadata"]["namespace"] for p in todo})
     msg = f"restarted {len(todo)} pod(s)"
     if bare:
         msg += f"; not restarted, no controller would re-create them: {', '.join(bare[:8])}"
     return Outcome("done" if todo else "noop", msg, {"restarted": len(todo), "bare": bare})
+
+
+REPLACEMENT_START_TIMEOUT = 300.0
+
+
+def _wait_replacements_started(ctx: Context, a: m.RestartPods, before: str, namespaces: set[str]) -> None:
+    """Wait until the pods created since the restart began (the replacements) have left Pending: a pod is Pending
+    while the new CNI sets up its sandbox, so checking right after the deletes would fail on a healthy cluster."""
+
+    def probe() -> tuple[bool, str]:
+        listed = ctx.rest.list(
+            "v1", "Pod", namespace=a.namespace, label_selector=a.selector, field_selector="status.phase=Pending"
+        )
+        pending = [
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}"
+            for p in listed
+            if p["metadata"]["namespace"] in namespaces and not _created_before(p, before)
+        ]
+        return not pending, f"{len(pending)} still Pending: {', '.join(pending[:5])}"
+
+    _wait(ctx, "the restarted pods' replacements to start", REPLACEMENT_START_TIMEOUT, probe)
 
 
 def run_rollout_restart(ctx: Context, step: m.Step, a: m.RolloutRestart, prepared: dict[str, Any]) -> Outcome:

@@ -409,12 +409,13 @@ class Builder:
                             equals="1",
                         )
                     ],
+                    # not "the Installation is gone": a stuck operator leaves it terminating, and
+                    # clear-stuck-finalizers (after the operator is deleted) finishes it
                     success=[
                         ObjectCheck(
-                            description="the Installation is gone",
-                            target=inv.delete_first[-1],
-                            state="absent",
+                            description=f"{w.text()} is gone (the operator removed it)", target=w, state="absent"
                         )
+                        for w in inv.workloads
                     ],
                     rollback=Rollback(
                         description="re-create the Installation from the backup; the operator reinstalls Calico",
@@ -424,31 +425,39 @@ class Builder:
                     relies_on=self.fr("cni.calico.install_method", "cni.calico.installation_finalizers"),
                 )
             )
+        clear_stuck: Step | None = None
         if inv.stuck_finalizers:
-            steps.append(
-                Step(
-                    id="clear-stuck-finalizers",
-                    title="Clear finalizers nobody will process any more (tigera.io/cni-protector, operator cleanup)",
-                    scope="cluster",
-                    description="Only objects still terminating after the grace time are touched; their full YAML, "
-                    "finalizers included, is in the backup. Calico's maintainers advise against stripping "
-                    "finalizers while the operator can still process them, hence the wait.",
-                    actions=[
+            clear_stuck = Step(
+                id="clear-stuck-finalizers",
+                title="Clear finalizers nobody will process any more (tigera.io/cni-protector, operator cleanup)",
+                scope="cluster",
+                description="Runs after the operator and its namespaces are deleted, so nobody is left to process "
+                "these finalizers. Only objects still terminating after the grace time are touched; their full "
+                "YAML, finalizers included, is in the backup. Calico's maintainers advise against stripping "
+                "finalizers that a running operator can still process, hence the wait.",
+                actions=[
+                    *(
                         RemoveFinalizers(target=t, finalizers=f, after_seconds=120 if "cni-protector" in f[0] else 300)
                         for t, f in inv.stuck_finalizers
-                    ],
-                    success=[
-                        ObjectCheck(description=f"{t.text()} is gone", target=t, state="absent")
-                        for t, _ in inv.stuck_finalizers
-                    ],
-                    rollback=Rollback(
-                        description="finalizers cannot be re-added to a deleted object; restore the objects from "
-                        "the backup if Calico must come back",
-                        actions=[self.restore("old-cni", [t for t, _ in inv.stuck_finalizers])],
                     ),
-                    disruption=outage,
-                    relies_on=self.fr("cni.calico.installation_finalizers"),
-                )
+                    # the namespaces these objects held in Terminating are finalized once they are gone
+                    *(
+                        WaitFor(condition="deleted", target=n, timeout_seconds=300)
+                        for n in inv.delete_objects
+                        if n.kind == "Namespace" and any(t.namespace == n.name for t, _ in inv.stuck_finalizers)
+                    ),
+                ],
+                success=[
+                    ObjectCheck(description=f"{t.text()} is gone", target=t, state="absent")
+                    for t, _ in inv.stuck_finalizers
+                ],
+                rollback=Rollback(
+                    description="finalizers cannot be re-added to a deleted object; restore the objects from "
+                    "the backup if Calico must come back",
+                    actions=[self.restore("old-cni", [t for t, _ in inv.stuck_finalizers])],
+                ),
+                disruption=outage,
+                relies_on=self.fr("cni.calico.installation_finalizers"),
             )
         if inv.delete_objects:
             what = "the tigera-operator" if calico is not None and calico.install_method == "operator" else r.old_cni
@@ -469,6 +478,10 @@ class Builder:
                     relies_on=self.fr("cni.detected", "cni.calico.namespace", "cni.flannel.namespace"),
                 )
             )
+        if clear_stuck is not None:
+            # after the operator and the namespaces are deleted: the finalizers of objects the namespace
+            # deletion leaves terminating are cleared here, and nobody is left who could still process them
+            steps.append(clear_stuck)
         if inv.delete_crds:
             steps.append(
                 Step(

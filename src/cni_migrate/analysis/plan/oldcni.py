@@ -156,10 +156,14 @@ def calico_inventory(r: Resolved) -> Inventory:
         ]
         if calico.installation_finalizers:
             inv.stuck_finalizers.append((installation, list(calico.installation_finalizers)))
+        # What the operator removes on its own when it is healthy is deleted here too (a no-op then): a stuck
+        # operator leaves calico-system and the CNI's RBAC behind, protected by tigera.io/cni-protector.
         inv.delete_objects = [
             ref("apps/v1", "Deployment", "tigera-operator", "tigera-operator"),
             ref("v1", "Namespace", "tigera-operator"),
             *_rbac(["tigera-operator"]),
+            ref("v1", "Namespace", ns),
+            *cni_rbac,
         ]
         inv.delete_crds = [*crds, *(crd(f"{k}.operator.tigera.io") for k in TIGERA_CRD_KINDS)]
         inv.backup_objects.extend(shared_crds(minor))

@@ -2,7 +2,9 @@
 
 Pure: the executor passes the live facts in. Facts the plan itself changes (the old CNI, kube-proxy, workloads)
 are compared only before the first step; environment facts (CIDRs, API endpoint, nodes, Kubernetes version) are
-compared before every phase, since nothing in a plan changes them and a change means the plan no longer fits.
+compared before every phase, since nothing in a plan changes them and a change means the plan no longer fits; one
+that can no longer be read then, or was read from the old CNI's objects the plan deletes (Calico's IPPools), is a
+warning.
 Pod and workload counts churn on any live cluster: a difference there is a warning, never a refusal.
 """
 
@@ -18,6 +20,8 @@ from cni_migrate.facts.model import ClusterFacts
 
 ENVIRONMENT = ("network.", "nodes", "kubernetes_version")
 CHURN = ("workloads.", "pdbs", "policies.")
+# Facts read from the old CNI's own objects (Calico's IPPools, Flannel's net-conf): the plan deletes that evidence.
+OLD_CNI_EVIDENCE = ("Calico", "IPPool", "Flannel", "flannel")
 
 
 @dataclass(frozen=True)
@@ -27,9 +31,16 @@ class FactChange:
     now: object
     steps: tuple[str, ...]
     warning: bool
+    unreadable: bool = False
 
     def text(self) -> str:
         steps = ", ".join(self.steps[:5]) + (" ..." if len(self.steps) > 5 else "")
+        if self.unreadable:
+            return (
+                f"fact {self.path} can no longer be read as planned (planned {_show(self.planned)}, now "
+                f"{_show(self.now)}): its evidence is gone, as an earlier step of the plan removes it; going on with "
+                f"the planned value (relied on by {steps})"
+            )
         return (
             f"fact {self.path} changed since planning: planned {_show(self.planned)}, now {_show(self.now)} "
             f"(relied on by {steps})"
@@ -62,7 +73,23 @@ def changed_facts(
     for ref, users in seen.values():
         now = _live(facts, ref)
         if _norm(now.value) != _norm(ref.value):
-            out.append(FactChange(ref.path, ref.value, now.value, tuple(users), ref.path.startswith(CHURN)))
+            # Between phases an environment fact that can no longer be read, or that came from the old CNI's
+            # objects (the pod CIDRs of Calico's IPPools, deleted by the plan), lost its evidence: warn, go on.
+            unreadable = (
+                environment_only
+                and ref.value is not None
+                and (now.value is None or any(w in (ref.source or "") for w in OLD_CNI_EVIDENCE))
+            )
+            out.append(
+                FactChange(
+                    ref.path,
+                    ref.value,
+                    now.value,
+                    tuple(users),
+                    ref.path.startswith(CHURN) or unreadable,
+                    unreadable,
+                )
+            )
     return out
 
 
