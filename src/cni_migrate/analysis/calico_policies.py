@@ -32,6 +32,7 @@ from cni_migrate.analysis.policy.model import (
     Universe,
 )
 from cni_migrate.analysis.policy.translate import Translation, Untranslatable, translate
+from cni_migrate.analysis.selectors import And, Compare, Expr, Has, Not, Or
 from cni_migrate.facts.model import ClusterFacts
 from cni_migrate.facts.objects import Obj, dig, meta, name_of, namespace_of
 from cni_migrate.facts.policies import CalicoPolicyObjects
@@ -117,7 +118,7 @@ class PolicyMigration:
         gets = "; ".join(
             f"kubectl get {res} -A -l 'app.kubernetes.io/managed-by!=cni-migrate' -o "
             f"jsonpath='{{range .items[*]}}{kind}/{{.metadata.namespace}}/{{.metadata.name}}:"
-            f"{{.metadata.resourceVersion}}{{\"\\n\"}}{{end}}'"
+            f'{{.metadata.resourceVersion}}{{"\\n"}}{{end}}\''
             for res, kind in resources
         )
         return f"{{ {gets}; }} | LC_ALL=C sort | sha256sum", digest
@@ -196,9 +197,11 @@ def pod_cidrs_of(facts: ClusterFacts) -> tuple[IPNet, ...]:
     return tuple(out)
 
 
-def cluster_universe(objs: CalicoPolicyObjects, pod_cidrs: Sequence[IPNet]) -> Universe | None:
+def cluster_universe(
+    objs: CalicoPolicyObjects, pod_cidrs: Sequence[IPNet], label_keys: frozenset[str] | None = None
+) -> Universe | None:
     """The cluster's namespaces and pods as a universe (no outside addresses: the checker adds its own)."""
-    namespaces, pods = cluster_endpoints(objs)
+    namespaces, pods = cluster_endpoints(objs, label_keys)
     if not pods:
         return None
     return Universe(namespaces, pods, (), tuple(pod_cidrs))
@@ -209,7 +212,9 @@ def migrate_policies(
 ) -> PolicyMigration:
     """Parse and translate. ``use_pods``: the cluster's pods join the flows the translation is checked on."""
     policy_set, sources = parse_objects(objs)
-    universe = cluster_universe(objs, pod_cidrs) if use_pods and policy_set.policies else None
+    universe = (
+        cluster_universe(objs, pod_cidrs, pod_label_keys(policy_set)) if use_pods and policy_set.policies else None
+    )
     return PolicyMigration(
         cilium_version=cilium_version,
         policy_set=policy_set,
@@ -243,11 +248,38 @@ def _named_ports(pod: Obj) -> tuple[NamedPort, ...]:
     return tuple(out)
 
 
-def cluster_endpoints(objs: CalicoPolicyObjects) -> tuple[dict[str, Namespace], tuple[Endpoint, ...]]:
+def _expr_keys(e: Expr, out: set[str]) -> None:
+    if isinstance(e, Has | Compare):
+        out.add(e.key)
+    elif isinstance(e, Not):
+        _expr_keys(e.expr, out)
+    elif isinstance(e, And | Or):
+        for item in e.items:
+            _expr_keys(item, out)
+
+
+def pod_label_keys(policy_set: PolicySet) -> frozenset[str]:
+    """Every label key a policy's pod selectors look at (the policies' own and their rules' selectors and
+    notSelectors): pods that agree on these keys are told apart by no selector."""
+    out: set[str] = set()
+    for p in policy_set.policies:
+        _expr_keys(p.selector.expr, out)
+        for rule in (*p.ingress, *p.egress):
+            for peer in (rule.source, rule.destination):
+                for sel in (peer.selector, peer.not_selector):
+                    if sel is not None:
+                        _expr_keys(sel.expr, out)
+    return frozenset(out)
+
+
+def cluster_endpoints(
+    objs: CalicoPolicyObjects, label_keys: frozenset[str] | None = None
+) -> tuple[dict[str, Namespace], tuple[Endpoint, ...]]:
     """The namespaces, and the pods Calico gives a workload endpoint (with a pod IP, not hostNetwork), one per
     class: pods alike in namespace, labels, service account and named ports (the replicas of a workload) get the
     same verdict on every flow, as a ``nets`` rule inside the pod ranges is never translated, so one stands for
-    all (a 150,000-pod cluster has a few thousand classes)."""
+    all. With ``label_keys`` (:func:`pod_label_keys`) only those labels tell classes apart, which keeps a
+    150,000-pod cluster to the few classes its policies can distinguish."""
     namespaces = {name_of(n): Namespace(name_of(n), _labels(n)) for n in objs.namespaces if name_of(n)}
     pods: list[Endpoint] = []
     seen: set[tuple[object, ...]] = set()
@@ -266,7 +298,8 @@ def cluster_endpoints(objs: CalicoPolicyObjects) -> tuple[dict[str, Namespace], 
         labels = _labels(p)
         account = sa if isinstance(sa, str) and sa else "default"
         named = _named_ports(p)
-        key = (ns, tuple(sorted(labels.items())), account, named)
+        shown = labels if label_keys is None else {k: v for k, v in labels.items() if k in label_keys}
+        key = (ns, tuple(sorted(shown.items())), account, named)
         if key in seen:
             continue
         seen.add(key)

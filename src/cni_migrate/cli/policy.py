@@ -333,7 +333,7 @@ def check(
     opts = options(ctx)
 
     def body() -> int:
-        from cni_migrate.analysis.calico_policies import cluster_endpoints  # noqa: PLC0415
+        from cni_migrate.analysis.calico_policies import cluster_endpoints, pod_label_keys  # noqa: PLC0415
         from cni_migrate.analysis.policy.check import check as run_check  # noqa: PLC0415
         from cni_migrate.analysis.policy.check import representative_universe, universe_flows  # noqa: PLC0415
         from cni_migrate.facts.policies import calico_policy_objects  # noqa: PLC0415
@@ -347,7 +347,7 @@ def check(
             if against is not None
             else f"the translation for Cilium {pm.cilium_version}"
         )
-        namespaces, pods = cluster_endpoints(calico_policy_objects(opts.store()))
+        namespaces, pods = cluster_endpoints(calico_policy_objects(opts.store()), pod_label_keys(pm.policy_set))
         universe = representative_universe(
             pm.policy_set, namespaces=namespaces.values(), pods=pods, pod_cidrs=pm.pod_cidrs
         )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from cni_migrate.analysis.calico_policies import cluster_endpoints
+from cni_migrate.analysis.calico_policies import cluster_endpoints, parse_objects, pod_label_keys
 from cni_migrate.facts.objects import ObjectStore
 from cni_migrate.facts.policies import calico_policy_objects, policy_key
 
@@ -148,3 +148,28 @@ def test_replicas_alike_are_one_endpoint() -> None:
     store = store_of(pod("web-1", "10.0.0.1", "web"), pod("web-2", "10.0.0.2", "web"), pod("db-1", "10.0.0.3", "db"))
     _, endpoints = cluster_endpoints(calico_policy_objects(store))
     assert [e.name for e in endpoints] == ["web-1", "db-1"]
+
+
+def test_only_the_labels_policies_look_at_split_pods_into_classes() -> None:
+    policy = gnp(V1, "p", ingress=[{"action": "Allow", "source": {"selector": "has(tier) || app in {'a'}"}}])
+    policy["spec"]["selector"] = "!has(team)"
+    pods = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"web-{i}",
+                "namespace": "prod",
+                "labels": {"app": "web", "pod-template-hash": str(i)},
+            },
+            "spec": {"containers": []},
+            "status": {"podIP": f"10.0.0.{i + 1}"},
+        }
+        for i in range(5)
+    ]
+    objs = calico_policy_objects(store_of(policy, *pods))
+    policy_set, _ = parse_objects(objs)
+    keys = pod_label_keys(policy_set)
+    assert keys == frozenset({"team", "tier", "app"})
+    assert len(cluster_endpoints(objs)[1]) == 5  # every pod differs in pod-template-hash
+    assert [e.name for e in cluster_endpoints(objs, keys)[1]] == ["web-0"]  # which no policy looks at
