@@ -195,6 +195,9 @@ def test_untranslatable_policies_stop_the_plan_at_a_gate_naming_each(
     assert "spec.ingress[0].source.selector" in check.description
     named = [w for w in plan.warnings if "NetworkPolicy shop/default.by-prefix" in w]
     assert named and GATE_STEP in named[0]
+    (decision,) = [d for d in plan.decisions if d.option == "calico-policies"]
+    assert decision.value == "1 of 2 translated, 1 without a translation"
+    assert "NetworkPolicy shop/default.by-prefix" in decision.reason and GATE_STEP in decision.reason
     # the translatable policy is still carried over
     assert plan.step(APPLY_STEP)
 

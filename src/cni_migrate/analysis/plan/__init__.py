@@ -18,6 +18,7 @@ from cni_migrate.analysis.plan.invariants import check_plan
 from cni_migrate.analysis.plan.model import SCHEMA_VERSION, Plan, PlanInputs, plan_content_digest
 from cni_migrate.analysis.plan.offline import build_offline
 from cni_migrate.analysis.plan.options import PlanError, PlanOptions, Resolved, resolve
+from cni_migrate.analysis.plan.policies import policy_decision
 from cni_migrate.analysis.plan.rolling import build_rolling
 from cni_migrate.analysis.plan.runbook import render_runbook
 from cni_migrate.facts.gcpause import gc_paused
@@ -102,7 +103,7 @@ def _build(
         ),
         backup_dir=b.backup_dir,
         node_backup_dir=b.node_dir,
-        decisions=r.decisions,
+        decisions=[*r.decisions, *([policy_decision(b, policies)] if policies is not None else [])],
         generated=r.generated,
         warnings=_dedupe([*r.warnings, *b.warnings]),
         blocking_pdbs=[

@@ -11,6 +11,7 @@ from cni_migrate.analysis.plan.model import (
     ApplyObjects,
     Check,
     CommandCheck,
+    Decision,
     DeleteObjects,
     Disruption,
     ObjectCheck,
@@ -28,6 +29,30 @@ APPLY_STEP = "apply-cilium-policies"
 # Up to this many translated objects get one success check each; more are counted by label in one command.
 MAX_OBJECT_CHECKS = 50
 _POLICY_FACTS = ("policies.calico_network_policies", "policies.calico_global_network_policies")
+
+
+def policy_decision(b: Builder, pm: PolicyMigration) -> Decision:
+    """What the plan does with the cluster's Calico policies, for the decisions table."""
+    bad = pm.untranslatable_policies()
+    n = len(pm.policy_set.policies)
+    value = f"{len(pm.translation.exact)} of {n} translated, {len(bad)} without a translation"
+    if not n:
+        reason = "the cluster has no Calico NetworkPolicies or GlobalNetworkPolicies"
+    else:
+        reason = (
+            f"{len(pm.objects)} Cilium policies for Cilium {pm.cilium_version} created by step {APPLY_STEP}"
+            if pm.objects
+            else "no Cilium policy to create"
+        )
+        if bad:
+            reason += f"; the plan stops at step {GATE_STEP} while {', '.join(s.ref for s in bad)} exist"
+    return Decision(
+        option="calico-policies",
+        value=value,
+        origin="derived",
+        reason=reason,
+        facts=b.fr(*_POLICY_FACTS),
+    )
 
 
 def policy_warnings(pm: PolicyMigration) -> list[str]:
