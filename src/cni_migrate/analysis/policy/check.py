@@ -19,11 +19,14 @@ from typing import Any
 
 from cni_migrate.analysis.policy.calico_eval import CalicoEvaluator
 from cni_migrate.analysis.policy.cilium_eval import CiliumEvaluator
-from cni_migrate.analysis.policy.labels import NS_KEY, NS_LABEL_PREFIX, SA_KEY, Conj, _merge
+from cni_migrate.analysis.policy.labels import NS_KEY, NS_LABEL_PREFIX, SA_KEY, Conj, Req, _merge
 from cni_migrate.analysis.policy.model import (
+    ALLOW,
     DIRECTIONS,
     EGRESS,
     INGRESS,
+    LOG,
+    PASS,
     Endpoint,
     Flow,
     IPNet,
@@ -189,7 +192,7 @@ def _l4_points(pts: Iterable[PolicyT]) -> tuple[list[tuple[str | int, int | None
             for rt in pt.rules[d]:
                 for proto, lo, hi in rt.l4.ports:
                     ranges.setdefault(proto, []).append((lo, hi))
-                    for p in (lo - 1, lo, hi, hi + 1):
+                    for p in (lo, hi + 1):  # one point in every interval the ranges cut the ports into
                         if 0 <= p <= 65535:
                             points.add((proto, p, None))
                 for proto, name in rt.l4.named:
@@ -250,6 +253,7 @@ def build_universe(
     conjs = locals_ + remotes
     if pairs:
         conjs += _pair_merges(locals_) + _pair_merges(remotes)
+        conjs += _avoiding(locals_) + _avoiding(remotes)
     for c, ns in conjs:
         for fresh in (False, True):
             b.witness(c, ns, fresh)
@@ -275,6 +279,26 @@ def _pair_merges(items: list[tuple[Conj, str | None]], limit: int = 4000) -> lis
                 out.append((m, na or nb))
                 if len(out) >= limit:
                     return out
+    return out
+
+
+_NEGATE = {"In": "NotIn", "NotIn": "In", "Exists": "DoesNotExist", "DoesNotExist": "Exists"}
+
+
+def _avoiding(items: list[tuple[Conj, str | None]], limit: int = 4000) -> list[tuple[Conj, str | None]]:
+    """Alternatives that meet one and miss another: ``a`` with one requirement of ``b`` negated."""
+    out: list[tuple[Conj, str | None]] = []
+    uniq = list(dict.fromkeys(items))
+    for a, na in uniq:
+        for b_, nb in uniq:
+            if a is b_ or (na is not None and nb is not None and na != nb):
+                continue
+            for r in b_:
+                m = _merge(a, (Req(r.key, _NEGATE[r.op], r.values),))
+                if m is not None:
+                    out.append((m, na or nb))
+            if len(out) >= limit:
+                return out
     return out
 
 
@@ -335,22 +359,193 @@ def check(
     cilium_objects: Sequence[Mapping[str, Any]],
     universe: Universe,
     flows: Iterable[Flow] | None = None,
+    points: Sequence[Point] | None = None,
 ) -> tuple[FlowDiff, ...]:
-    """Every flow (of ``flows``, default: all of the universe's) whose verdict differs between the Calico set and
-    the Cilium objects, per direction (egress at a source pod, ingress at a destination pod)."""
+    """Every flow whose verdict differs between the Calico set and the Cilium objects, per direction (egress at a
+    source pod, ingress at a destination pod). ``flows`` given: exactly those; else every pair of the universe's
+    endpoints at every L4 point (``points``, default: what the universe's pods and some common ports need), one
+    flow per class of endpoints the policies cannot tell apart."""
     cal = CalicoEvaluator(policy_set, universe)
     cil = CiliumEvaluator(list(cilium_objects), universe)
     out: list[FlowDiff] = []
-    for f in universe_flows(universe) if flows is None else flows:
-        for d in DIRECTIONS:
-            local = f.dst if d == INGRESS else f.src
-            if not local.is_pod:
-                continue
-            cv = cal.verdict(f, d)
-            allowed, why, obj = cil.decide(f, d)
-            if cv.allowed != allowed:
-                out.append(FlowDiff(f.describe(), d, cv.allowed, cv.why, cv.policy, allowed, why, source_ref(obj), f))
+    if flows is not None:
+        for f in flows:
+            for d in DIRECTIONS:
+                local = f.dst if d == INGRESS else f.src
+                if not local.is_pod:
+                    continue
+                cv = cal.verdict(f, d)
+                allowed, why, obj = cil.decide(f, d)
+                if cv.allowed != allowed:
+                    out.append(
+                        FlowDiff(f.describe(), d, cv.allowed, cv.why, cv.policy, allowed, why, source_ref(obj), f)
+                    )
+        return tuple(out)
+    pts = points if points is not None else _default_points(universe)
+    everyone = (*universe.pods, *universe.externals)
+    for d in DIRECTIONS:
+        index = _RemoteIndex(cal, cil, everyone, d)
+        for local in _distinct_locals(cal, cil, universe.pods, d):
+            out.extend(_compare_local(index, local, pts))
     return tuple(out)
+
+
+Point = tuple[str | int, int | None, int | None]
+
+
+def _distinct_locals(cal: CalicoEvaluator, cil: CiliumEvaluator, pods: Iterable[Endpoint], d: str) -> list[Endpoint]:
+    """One pod per class the policies cannot tell apart as the local end: same selecting Calico policies, same
+    selecting Cilium specs, same namespace, same named ports (for ingress)."""
+    seen: dict[tuple[Any, ...], Endpoint] = {}
+    for ep in pods:
+        cpols = tuple(id(p) for _, ps in cal.selecting(ep, d) for p in ps)
+        denies, allows, enforced = cil.selected(ep, d)
+        key = (
+            cpols,
+            tuple(id(r) for _, r, _, _ in denies),
+            tuple(id(r) for _, r, _, _ in allows),
+            enforced,
+            ep.namespace,
+            ep.named_ports if d == INGRESS else (),
+        )
+        seen.setdefault(key, ep)
+    return list(seen.values())
+
+
+class _RemoteIndex:
+    """The endpoint/address part of every rule, Calico's and Cilium's, for every remote endpoint, computed once
+    per direction: it depends on the remote only (the local end is what the policy selects), except for a
+    Calico rule that narrows its own endpoints, which is left to the per-flow evaluation."""
+
+    def __init__(self, cal: CalicoEvaluator, cil: CiliumEvaluator, remotes: Sequence[Endpoint], d: str) -> None:
+        self.d = d
+        self.cal, self.cil = cal, cil
+        self.crules = [(p, r) for p in cal.set.policies if d in p.types for r in p.rules(d) if r.action != LOG]
+        self.local_dependent = {id(r) for _, r in self.crules if _narrows_local(r)}
+        self.krules: list[tuple[Mapping[str, Any], str | None]] = []
+        for pol in cil.policies:
+            ns = (pol.get("metadata") or {}).get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
+            for spec in cil.specs(pol):
+                for r in (*(spec.get(d) or []), *(spec.get(f"{d}Deny") or [])):
+                    self.krules.append((r, ns))
+        self.remotes: list[Endpoint] = []
+        self.c3: list[dict[int, bool]] = []
+        self.k3: list[dict[int, bool | None]] = []
+        classes: set[tuple[Any, ...]] = set()
+        plain = [(p, r) for p, r in self.crules if id(r) not in self.local_dependent]
+        for remote in remotes:
+            probe = Flow(remote, remote, "TCP", 1)
+            c3 = {id(r): cal.rule_l3(p, r, probe) for p, r in plain}
+            k3 = {id(r): cil.rule_l3(r, d, probe, ns) for r, ns in self.krules}
+            if not self.local_dependent:
+                # Remotes no rule tells apart are one class (two representatives: a local end is never its own
+                # remote).
+                key = (tuple(c3.values()), tuple(k3.values()), remote.ip.version, remote.named_ports, remote.is_pod)
+                seen = (key, 0) in classes
+                if seen and (key, 1) in classes:
+                    continue
+                classes.add((key, 1 if seen else 0))
+            self.remotes.append(remote)
+            self.c3.append(c3)
+            self.k3.append(k3)
+
+
+def _narrows_local(rule: Any) -> bool:
+    local = rule.local
+    return any(
+        getattr(local, a) is not None
+        for a in ("nets", "not_nets", "selector", "not_selector", "namespace_selector", "sa_names", "sa_selector")
+    ) or bool(local.services)
+
+
+def _compare_local(
+    index: _RemoteIndex,
+    local: Endpoint,
+    points: Sequence[Point],
+) -> list[FlowDiff]:
+    """The differing flows at one local endpoint: remotes the rules that apply here cannot tell apart are tried
+    once, at every L4 point."""
+    cal, cil, d = index.cal, index.cil, index.d
+    selecting = cal.selecting(local, d)
+    tiers = [
+        (tier, [(p, [r for r in p.rules(d) if r.action != LOG]) for p in pols], cal.set.tiers[tier].default_action)
+        for tier, pols in selecting
+    ]
+    crules = [(p, r) for _, pols, _ in tiers for p, rs in pols for r in rs]
+    denies, allows, enforced = cil.selected(local, d)
+    seen: set[tuple[Any, ...]] = set()
+    out: list[FlowDiff] = []
+    for i, remote in enumerate(index.remotes):
+        if remote is local:
+            continue
+        src, dst = (remote, local) if d == INGRESS else (local, remote)
+        row, krow = index.c3[i], index.k3[i]
+        probe = Flow(src, dst, "TCP", 1)
+        c3 = {id(r): (cal.rule_l3(p, r, probe) if id(r) in index.local_dependent else row[id(r)]) for p, r in crules}
+        d3 = tuple(krow[id(r)] for _, r, _, _ in denies)
+        a3 = tuple(krow[id(r)] for _, r, _, _ in allows)
+        key = (tuple(c3.values()), d3, a3, dst.ip.version, dst.named_ports, dst.is_pod)
+        if key in seen:
+            continue
+        seen.add(key)
+        for f in _flows(src, dst, points):
+            allowed_c, why_c, pol_c = _calico_decide(tiers, c3, f, d)
+            allowed_k, why_k, obj_k = _cilium_decide(cil, denies, allows, enforced, d3, a3, f)
+            if allowed_c != allowed_k:
+                out.append(FlowDiff(f.describe(), d, allowed_c, why_c, pol_c, allowed_k, why_k, source_ref(obj_k), f))
+    return out
+
+
+def _calico_decide(
+    tiers: Sequence[tuple[str, Sequence[tuple[Policy, Sequence[Any]]], str]],
+    l3: Mapping[int, bool],
+    f: Flow,
+    d: str,
+) -> tuple[bool, str, str | None]:
+    for tier, pols, default in tiers:
+        passed = False
+        for p, rs in pols:
+            for r in rs:
+                if not l3[id(r)] or not CalicoEvaluator.rule_l4(r, f):
+                    continue
+                where = f"{p.ref} {d}[{r.index}] ({r.action})"
+                if r.action == PASS:
+                    passed = True
+                    break
+                return r.action == ALLOW, where, p.ref
+            if passed:
+                break
+        if passed or default == PASS:
+            continue
+        return False, f"end of tier {tier!r} (its policies select the endpoint, none matched)", pols[0][0].ref
+    return True, "no Calico policy decides: the namespace profile allows", None
+
+
+def _cilium_decide(
+    cil: CiliumEvaluator,
+    denies: Sequence[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+    allows: Sequence[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+    enforced: bool,
+    d3: Sequence[bool | None],
+    a3: Sequence[bool | None],
+    f: Flow,
+) -> tuple[bool, str, Mapping[str, Any] | None]:
+    for (where, r, _, obj), l3 in zip(denies, d3, strict=True):
+        if l3 is not False and _l4_ok(cil, r, l3, f):
+            return False, where, obj
+    for (where, r, _, obj), l3 in zip(allows, a3, strict=True):
+        if l3 is not False and _l4_ok(cil, r, l3, f):
+            return True, where, obj
+    if enforced:
+        return False, "default deny (selected, nothing allows)", None
+    return True, "no policy selects", None
+
+
+def _l4_ok(cil: CiliumEvaluator, rule: Mapping[str, Any], l3: bool | None, f: Flow) -> bool:
+    l4 = cil.rule_l4(rule, f)
+    if l3 is None and l4 is None:
+        return False
+    return l4 is not False
 
 
 # --- the translator's flow-by-flow check of hazards ---------------------------------------------------------
@@ -378,40 +573,43 @@ def hazard_differences(
     cil = CiliumEvaluator(objs, u)
     hazard_pols = [pt.policy for pt in pts if id(pt.policy) in hazards]
     everyone = (*u.pods, *u.externals)
+    ns_labels = {n: dict(v.labels) for n, v in u.namespaces.items()}
     seen: dict[tuple[str, str | None, str, str], Untranslatable] = {}
     for d in DIRECTIONS:
-        locals_ = [e for e in u.pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
-        for local in locals_:
-            selecting = cal.selecting(local, d)
-            for remote in everyone:
-                if remote is local:
+        candidates = [e for e in u.pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
+        index = _RemoteIndex(cal, cil, everyone, d)
+        for local in _distinct_locals(cal, cil, candidates, d):
+            for diff in _compare_local(index, local, points):
+                assert diff.example is not None
+                other = diff.cilium_policy
+                pol = diff.calico_policy or other or _first_selecting(cal, hazard_pols, local, d)
+                if other == pol:
+                    other = None
+                fld = _field_of(diff.calico_why, d)
+                key = (pol, other, fld, d)
+                if key in seen:
                     continue
-                src, dst = (remote, local) if d == INGRESS else (local, remote)
-                for f in _flows(src, dst, points):
-                    cv = cal.verdict(f, d, selecting)
-                    allowed, why, obj = cil.decide(f, d)
-                    if cv.allowed == allowed:
-                        continue
-                    other = source_ref(obj)
-                    pol = cv.policy or other or "?"
-                    if other == pol:
-                        other = None
-                    fld = _field_of(cv.why, d)
-                    key = (pol, other, fld, d)
-                    if key in seen:
-                        continue
-                    calico = "allows" if cv.allowed else "denies"
-                    cilium = "allow" if allowed else "deny"
-                    seen[key] = Untranslatable(
-                        pol,
-                        fld,
-                        f"Calico {calico} ({cv.why}) where the Cilium translation would {cilium} ({why}): "
-                        f"the verdict depends on Calico's order, tiers or Pass",
-                        other,
-                        f.describe(),
-                        f,
-                    )
+                calico = "allows" if diff.calico_allowed else "denies"
+                cilium = "allow" if diff.cilium_allowed else "deny"
+                seen[key] = Untranslatable(
+                    pol,
+                    fld,
+                    f"Calico {calico} ({diff.calico_why}) where the Cilium translation would {cilium} "
+                    f"({diff.cilium_why}): the verdict depends on Calico's order, tiers or Pass",
+                    other,
+                    diff.flow,
+                    diff.example,
+                    d,
+                    ns_labels,
+                )
     return list(seen.values())
+
+
+def _first_selecting(cal: CalicoEvaluator, pols: Sequence[Policy], ep: Endpoint, direction: str) -> str:
+    for p in pols:
+        if direction in p.types and cal.selects(p, ep):
+            return p.ref
+    return pols[0].ref
 
 
 def _field_of(why: str, direction: str) -> str:

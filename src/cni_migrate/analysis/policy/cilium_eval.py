@@ -18,6 +18,7 @@ from typing import Any
 from cni_migrate.analysis.policy.model import INGRESS, L4_PROTOCOLS, Endpoint, Flow, Universe
 
 _NS = "io.kubernetes.pod.namespace"
+SelectedRule = tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]  # where, rule, namespace scope, object
 
 
 def cilium_labels(ep: Endpoint, universe: Universe) -> dict[str, str]:
@@ -136,6 +137,38 @@ class CiliumEvaluator:
                 if flow.protocol == "ICMP" and fam == f"IPv{flow.dst.ip.version}" and f.get("type") == flow.icmp_type:
                     return True
         return False
+
+    def selected(
+        self, local: Endpoint, direction: str
+    ) -> tuple[
+        list[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+        list[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+        bool,
+    ]:
+        """(deny rules, allow rules, enforced) of the specs selecting ``local``: each rule as (where, rule,
+        namespace scope, object)."""
+        denies: list[SelectedRule] = []
+        allows: list[SelectedRule] = []
+        enforced = False
+        for pol in self.policies:
+            md = pol.get("metadata") or {}
+            ns = md.get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
+            name = f"{pol.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
+            for spec in self.specs(pol):
+                if not self._selects(pol, spec, local):
+                    continue
+                a, x = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
+                if (a or x) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
+                    enforced = True
+                denies += [(f"{name} {direction}Deny[{i}]", r, ns, pol) for i, r in enumerate(x)]
+                allows += [(f"{name} {direction}[{i}]", r, ns, pol) for i, r in enumerate(a)]
+        return denies, allows, enforced
+
+    def rule_l3(self, rule: Mapping[str, Any], direction: str, flow: Flow, ns: str | None) -> bool | None:
+        side, peer = ("from", flow.src) if direction == INGRESS else ("to", flow.dst)
+        return self._peer_l3(rule, side, peer, ns)
+
+    rule_l4 = _l4
 
     def _rule_matches(self, rule: Mapping[str, Any], direction: str, flow: Flow, ns: str | None) -> bool:
         side, peer = ("from", flow.src) if direction == INGRESS else ("to", flow.dst)

@@ -5,7 +5,7 @@ exact Cilium form reported as :class:`Untranslatable` naming the policy and the 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from typing import Any
@@ -51,6 +51,8 @@ class Untranslatable:
     other_policy: str | None = None  # order conflicts: the policy of the other rule of the pair
     example_flow: str | None = None  # Flow.describe() of a flow whose verdict would change
     flow: Flow | None = dc_field(default=None, compare=False, repr=False)  # that flow, for tests and tools
+    direction: str | None = None  # of the verdict that changes
+    namespace_labels: Mapping[str, Mapping[str, str]] | None = dc_field(default=None, compare=False, repr=False)
 
     def __str__(self) -> str:
         out = f"{self.policy}: {self.field}: {self.reason}"
@@ -148,7 +150,7 @@ def _remote(p: Policy, rule: Rule, peer: Peer, side: str, pod_cidrs: Sequence[IP
     base = f"spec.{rule.direction}[{rule.index}].{side}"
     nets, not_nets = peer.nets, peer.not_nets
     if rule.ip_version is not None:
-        if peer.endpoint_constrained or nets is None:
+        if peer.pods_only(p.namespace is not None) or nets is None:
             raise _Fail(
                 f"spec.{rule.direction}[{rule.index}].ipVersion", "Cilium cannot limit pod peers to one IP family"
             )
@@ -189,7 +191,7 @@ def _remote(p: Policy, rule: Rule, peer: Peer, side: str, pod_cidrs: Sequence[IP
             )
             conjs = _and(f"{base}.namespaceSelector", conjs, ns)
             scope = Req(NS_KEY, "Exists")
-        elif p.namespace is not None:
+        elif p.namespace is not None and peer.pods_only(True):
             scope = Req(NS_KEY, "In", (p.namespace,))
         else:
             scope = Req(NS_KEY, "Exists")
@@ -200,7 +202,7 @@ def _remote(p: Policy, rule: Rule, peer: Peer, side: str, pod_cidrs: Sequence[IP
             )
         pods = [_tidy(c) for c in conjs]
     out_nets: list[tuple[IPNet, tuple[IPNet, ...]]] = []
-    if not peer.endpoint_constrained:
+    if not peer.pods_only(p.namespace is not None):
         for n in nets if nets is not None else _WORLD:
             if rule.ip_version is not None and n.version != rule.ip_version:
                 continue
@@ -211,7 +213,7 @@ def _remote(p: Policy, rule: Rule, peer: Peer, side: str, pod_cidrs: Sequence[IP
             out_nets.append((n, inner))
     if (
         pods_ok
-        and not peer.endpoint_constrained
+        and not peer.pods_only(p.namespace is not None)
         and peer.not_selector is None
         and nets is None
         and not not_nets
@@ -287,6 +289,9 @@ def _l4(rule: Rule) -> L4:
         if names:
             raise _Fail(f"{base}.destination.notPorts", "notPorts next to named ports cannot be subtracted exactly")
         nums = _subtract(nums, minus)
+    # Port 0 carries no traffic (and Cilium's port 0 means every port): ranges start at 1 unless they are all ports.
+    nums = [(lo, hi) if (lo, hi) == (0, 65535) else (max(lo, 1), hi) for lo, hi in nums]
+    nums = sorted({(lo, hi) for lo, hi in nums if lo <= hi})
     return L4(any=False, ports=tuple((proto, lo, hi) for lo, hi in nums), named=tuple((proto, n) for n in names))
 
 

@@ -59,6 +59,9 @@ class Translation:
     exact: tuple[str, ...]  # refs of policies translated exactly
     untranslatable: tuple[Untranslatable, ...]
     cilium_version: str = ""
+    # The rule-by-rule translation of every policy that has one, including those in a reported order conflict:
+    # what the conflicts' example flows were checked against. Never to be applied.
+    direct: tuple[dict[str, Any], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -105,8 +108,9 @@ def _l4_fields(l4: L4) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for proto, lo, hi in l4.ports:
         if lo == 0 and hi == 65535:
-            entries.append({"port": "0", "protocol": proto})
-        elif lo == hi:
+            entries.append({"port": "0", "protocol": proto})  # Cilium's port 0: every port
+            continue
+        if lo == hi:
             entries.append({"port": str(lo), "protocol": proto})
         else:
             entries.append({"port": str(lo), "endPort": hi, "protocol": proto})
@@ -158,6 +162,7 @@ def build_object(
     allows: Mapping[str, list[RuleT]],
     denies: Mapping[str, list[RuleT]],
     no_default_deny: Iterable[str] = (),
+    enable_default_deny: bool = True,
 ) -> dict[str, Any] | None:
     """The Cilium object of one Calico policy, or None when it selects nothing."""
     p = pt.policy
@@ -174,8 +179,8 @@ def build_object(
             body[d] = a
         if x:
             body[f"{d}Deny"] = x
-        if d in off:
-            if a or x:
+        if d in off:  # the policy passes what it does not decide: it must not turn default deny on
+            if (a or x) and enable_default_deny:
                 body.setdefault("enableDefaultDeny", {})[d] = False
         elif not a and not x:
             body[d] = [{}]  # selected in this direction with nothing allowed: default deny only
@@ -314,9 +319,8 @@ def plan_set(pts: Sequence[PolicyT], policy_set: PolicySet, ver: tuple[int, int]
                 elif not r.catch_all:
                     plan.hazards.setdefault(k, f"{d}: Pass {r.path} on part of the traffic")
             if transparent[k]:
-                if has_enable_default_deny(ver):
-                    plan.no_default_deny[k].add(d)
-                elif plan.allows[k][d] or plan.denies[k][d]:
+                plan.no_default_deny[k].add(d)
+                if not has_enable_default_deny(ver) and (plan.allows[k][d] or plan.denies[k][d]):
                     plan.hazards.setdefault(
                         k, f"{d}: passes to the next tier, but Cilium {ver[0]}.{ver[1]} has no enableDefaultDeny"
                     )
@@ -364,7 +368,7 @@ def translate(
     objects: dict[int, dict[str, Any]] = {}
     for pt in pts:
         k = id(pt.policy)
-        obj = build_object(pt, plan.allows[k], plan.denies[k], plan.no_default_deny[k])
+        obj = build_object(pt, plan.allows[k], plan.denies[k], plan.no_default_deny[k], has_enable_default_deny(ver))
         if obj is not None:
             objects[k] = obj
     bad: set[str] = {u.policy for u in problems}
@@ -377,4 +381,5 @@ def translate(
                 bad.add(u.other_policy)
     kept = [objects[id(pt.policy)] for pt in pts if pt.policy.ref not in bad and id(pt.policy) in objects]
     exact = tuple(pt.policy.ref for pt in pts if pt.policy.ref not in bad)
-    return Translation(tuple(kept), exact, tuple(problems), cilium_version)
+    direct = tuple(objects[id(pt.policy)] for pt in pts if id(pt.policy) in objects)
+    return Translation(tuple(kept), exact, tuple(problems), cilium_version, direct)
