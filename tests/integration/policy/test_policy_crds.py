@@ -438,7 +438,7 @@ def test_the_runbook_gate_stops_while_an_untranslatable_policy_exists(
     block = _before_block(plan, GATE_STEP)
     bash = shutil.which("bash")
     assert bash
-    env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin"}
+    env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
     made = _kubectl_stdin(cluster, ["create"], [bad])
     assert made.returncode == 0, made.stderr
     try:
@@ -461,7 +461,7 @@ def _before_block(plan: Any, step_id: str) -> str:
 
 
 def test_the_apply_step_refuses_policies_changed_since_the_plan(
-    cluster: ControlPlane, test_namespace: str, name_prefix: str
+    cluster: ControlPlane, test_namespace: str, tmp_path: Path
 ) -> None:
     """Planned from the live cluster, the apply step first proves the Calico policies are the ones translated (names
     and resourceVersions): its runbook check passes as planned and fails once a policy changed."""
@@ -482,7 +482,7 @@ def test_the_apply_step_refuses_policies_changed_since_the_plan(
         block = _before_block(plan, APPLY_STEP)
         bash = shutil.which("bash")
         assert bash
-        env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin"}
+        env = {"PATH": f"{find_binary('kubectl', cluster.cache).parent}:/usr/bin:/bin", "HOME": str(tmp_path)}
         r = subprocess.run([bash, "-c", block], capture_output=True, text=True, env=env, check=False)
         assert r.returncode == 0, (r.stdout, r.stderr)
         cluster.kubectl(
