@@ -67,6 +67,7 @@ class CiliumEvaluator:
         self.policies = policies
         self.universe = universe
         self._labels: dict[int, dict[str, str]] = {}
+        self._selected: dict[tuple[int, str], tuple[list[SelectedRule], list[SelectedRule], bool]] = {}
 
     def labels(self, ep: Endpoint) -> dict[str, str]:
         got = self._labels.get(id(ep))
@@ -138,15 +139,16 @@ class CiliumEvaluator:
                     return True
         return False
 
-    def selected(
-        self, local: Endpoint, direction: str
-    ) -> tuple[
-        list[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
-        list[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
-        bool,
-    ]:
+    def selected(self, local: Endpoint, direction: str) -> tuple[list[SelectedRule], list[SelectedRule], bool]:
         """(deny rules, allow rules, enforced) of the specs selecting ``local``: each rule as (where, rule,
-        namespace scope, object)."""
+        namespace scope, object). Cached per endpoint."""
+        key = (id(local), direction)
+        got = self._selected.get(key)
+        if got is None:
+            got = self._selected[key] = self._select(local, direction)
+        return got
+
+    def _select(self, local: Endpoint, direction: str) -> tuple[list[SelectedRule], list[SelectedRule], bool]:
         denies: list[SelectedRule] = []
         allows: list[SelectedRule] = []
         enforced = False
