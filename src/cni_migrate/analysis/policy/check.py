@@ -480,6 +480,7 @@ def _compare_local(
     crules = [(p, r) for _, pols, _ in tiers for p, rs in pols for r in rs]
     denies, allows, enforced = cil.selected(local, d)
     seen: set[tuple[Any, ...]] = set()
+    l4_classes: dict[tuple[Any, ...], list[Point]] = {}
     out: list[FlowDiff] = []
     for i, remote in enumerate(index.remotes):
         if remote is local:
@@ -494,11 +495,38 @@ def _compare_local(
         if key in seen:
             continue
         seen.add(key)
-        for f in _flows(src, dst, points):
+        l4_key = (dst.named_ports, dst.ip.version, dst.is_pod)
+        pts = l4_classes.get(l4_key)
+        if pts is None:
+            pts = l4_classes[l4_key] = _l4_classes(cil, crules, [*denies, *allows], src, dst, points)
+        for f in _flows(src, dst, pts):
             allowed_c, why_c, pol_c = _calico_decide(tiers, c3, f, d)
             allowed_k, why_k, obj_k = _cilium_decide(cil, denies, allows, enforced, d3, a3, f)
             if allowed_c != allowed_k:
                 out.append(FlowDiff(f.describe(), d, allowed_c, why_c, pol_c, allowed_k, why_k, source_ref(obj_k), f))
+    return out
+
+
+def _l4_classes(
+    cil: CiliumEvaluator,
+    crules: Sequence[tuple[Policy, Any]],
+    krules: Sequence[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+    src: Endpoint,
+    dst: Endpoint,
+    points: Sequence[Point],
+) -> list[Point]:
+    """One L4 point per class the rules that apply cannot tell apart (the L4 part of a rule depends on the
+    protocol, the port and the destination's named ports and address family only)."""
+    seen: set[tuple[Any, ...]] = set()
+    out: list[Point] = []
+    for pt, f in zip(points, _flows(src, dst, points), strict=True):
+        key = (
+            tuple(CalicoEvaluator.rule_l4(r, f) for _, r in crules),
+            tuple(cil.rule_l4(r, f) for _, r, _, _ in krules),
+        )
+        if key not in seen:
+            seen.add(key)
+            out.append(pt)
     return out
 
 
