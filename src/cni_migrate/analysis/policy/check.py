@@ -226,8 +226,9 @@ def build_universe(
     namespaces: Iterable[Namespace] = (),
     pods: Iterable[Endpoint] = (),
     pairs: bool = True,
-) -> tuple[Universe, list[tuple[str | int, int | None, int | None]]]:
-    """The representative universe of a set of translated policies, and the L4 points to try."""
+) -> tuple[Universe, list[tuple[str | int, int | None, int | None]], list[Endpoint]]:
+    """The representative universe of a set of translated policies, the L4 points to try, and the pods worth
+    trying as the local end (witnesses of what policies select, bare pods, the given pods)."""
     b = _Builder(pod_cidrs)
     points, named = _l4_points(pts)
     b.named = tuple(named)
@@ -250,21 +251,26 @@ def build_universe(
                         b.external(ip)
     for text in ("198.51.100.7", "2001:db8::7", "192.0.2.200"):
         b.external(ipaddress.ip_address(text))
-    conjs = locals_ + remotes
+    local_conjs = list(locals_)
+    remote_conjs = list(remotes)
     if pairs:
-        conjs += _pair_merges(locals_) + _pair_merges(remotes)
-        conjs += _avoiding(locals_) + _avoiding(remotes)
-    for c, ns in conjs:
-        for fresh in (False, True):
-            b.witness(c, ns, fresh)
+        local_conjs += _pair_merges(locals_) + _avoiding(locals_)
+        remote_conjs += _pair_merges(remotes) + _avoiding(remotes)
+    local_pods: dict[int, Endpoint] = {}
+    for group, is_local in ((local_conjs, True), (remote_conjs, False)):
+        for c, ns in dict.fromkeys(group):
+            for fresh in (False, True):
+                w = b.witness(c, ns, fresh)
+                if w is not None and is_local:
+                    local_pods[id(w)] = w
     for ns in list(b.namespaces):
-        b.pod(ns, {}, named=False)
-        b.pod(ns, {}, "other-sa")
+        for w in (b.pod(ns, {}, named=False), b.pod(ns, {}, "other-sa")):
+            local_pods[id(w)] = w
     b.pod(b._new_ns(), {})
     u = b.universe()
     if extra:
         u = Universe(u.namespaces, (*u.pods, *extra), u.externals, u.pod_cidrs)
-    return u, points
+    return u, points, [*local_pods.values(), *extra]
 
 
 def _pair_merges(items: list[tuple[Conj, str | None]], limit: int = 4000) -> list[tuple[Conj, str | None]]:
@@ -474,6 +480,7 @@ def _compare_local(
     crules = [(p, r) for _, pols, _ in tiers for p, rs in pols for r in rs]
     denies, allows, enforced = cil.selected(local, d)
     seen: set[tuple[Any, ...]] = set()
+    l4_classes: dict[tuple[Any, ...], list[Point]] = {}
     out: list[FlowDiff] = []
     for i, remote in enumerate(index.remotes):
         if remote is local:
@@ -488,11 +495,38 @@ def _compare_local(
         if key in seen:
             continue
         seen.add(key)
-        for f in _flows(src, dst, points):
+        l4_key = (dst.named_ports, dst.ip.version, dst.is_pod)
+        pts = l4_classes.get(l4_key)
+        if pts is None:
+            pts = l4_classes[l4_key] = _l4_classes(cil, crules, [*denies, *allows], src, dst, points)
+        for f in _flows(src, dst, pts):
             allowed_c, why_c, pol_c = _calico_decide(tiers, c3, f, d)
             allowed_k, why_k, obj_k = _cilium_decide(cil, denies, allows, enforced, d3, a3, f)
             if allowed_c != allowed_k:
                 out.append(FlowDiff(f.describe(), d, allowed_c, why_c, pol_c, allowed_k, why_k, source_ref(obj_k), f))
+    return out
+
+
+def _l4_classes(
+    cil: CiliumEvaluator,
+    crules: Sequence[tuple[Policy, Any]],
+    krules: Sequence[tuple[str, Mapping[str, Any], str | None, Mapping[str, Any]]],
+    src: Endpoint,
+    dst: Endpoint,
+    points: Sequence[Point],
+) -> list[Point]:
+    """One L4 point per class the rules that apply cannot tell apart (the L4 part of a rule depends on the
+    protocol, the port and the destination's named ports and address family only)."""
+    seen: set[tuple[Any, ...]] = set()
+    out: list[Point] = []
+    for pt, f in zip(points, _flows(src, dst, points), strict=True):
+        key = (
+            tuple(CalicoEvaluator.rule_l4(r, f) for _, r in crules),
+            tuple(cil.rule_l4(r, f) for _, r, _, _ in krules),
+        )
+        if key not in seen:
+            seen.add(key)
+            out.append(pt)
     return out
 
 
@@ -564,7 +598,7 @@ def hazard_differences(
     hazard_ns = {pt.policy.namespace for pt in pts if id(pt.policy) in hazards}
     all_ns = None in hazard_ns
     scope = [pt for pt in pts if all_ns or pt.policy.namespace is None or pt.policy.namespace in hazard_ns]
-    u, points = build_universe(
+    u, points, local_pods = build_universe(
         scope, pod_cidrs, universe.namespaces.values() if universe else (), universe.pods if universe else ()
     )
     sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
@@ -576,7 +610,7 @@ def hazard_differences(
     ns_labels = {n: dict(v.labels) for n, v in u.namespaces.items()}
     seen: dict[tuple[str, str | None, str, str], Untranslatable] = {}
     for d in DIRECTIONS:
-        candidates = [e for e in u.pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
+        candidates = [e for e in local_pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
         index = _RemoteIndex(cal, cil, everyone, d)
         for local in _distinct_locals(cal, cil, candidates, d):
             for diff in _compare_local(index, local, points):
@@ -624,3 +658,43 @@ def selecting_policies(cal: CalicoEvaluator, ep: Endpoint, direction: str) -> li
 
 
 __all__ = ["EGRESS", "FlowDiff", "build_universe", "check", "representative_universe", "universe_flows"]
+
+
+def check_by_namespace(
+    policy_set: PolicySet,
+    cilium_objects: Sequence[Mapping[str, Any]],
+    pod_cidrs: Sequence[IPNet] = (),
+) -> tuple[FlowDiff, ...]:
+    """:func:`check` without a live cluster, namespace by namespace: for each namespace with NetworkPolicies, its
+    policies and the GlobalNetworkPolicies against the Cilium objects of that namespace and the clusterwide ones, on
+    their representative universe; then the GlobalNetworkPolicies alone. A NetworkPolicy only ever selects pods of
+    its namespace, so every flow class of the set is met in one of the parts."""
+    pts: list[PolicyT] = []
+    for ti, pi, p in ordered_policies(policy_set):
+        pt, _ = translate_policy(p, ti, pi, pod_cidrs)
+        if pt is not None:
+            pts.append(pt)
+    by_ns: dict[str | None, list[PolicyT]] = {}
+    for pt in pts:
+        by_ns.setdefault(pt.policy.namespace, []).append(pt)
+    objs_by_ns: dict[str | None, list[Mapping[str, Any]]] = {}
+    for o in cilium_objects:
+        ns = (o.get("metadata") or {}).get("namespace") if o.get("kind") == "CiliumNetworkPolicy" else None
+        objs_by_ns.setdefault(ns, []).append(o)
+    glob = by_ns.get(None, [])
+    out: list[FlowDiff] = []
+    parts = sorted((ns for ns in by_ns if ns is not None), key=str)
+    for ns in [*parts, None]:
+        scope = glob if ns is None else by_ns[ns] + glob
+        u, points, local_pods = build_universe(scope, pod_cidrs)
+        sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
+        objs = [*(objs_by_ns.get(ns, []) if ns is not None else []), *objs_by_ns.get(None, [])]
+        pods = [e for e in local_pods if e.namespace == ns] if ns is not None else local_pods
+        cal = CalicoEvaluator(sub, u)
+        cil = CiliumEvaluator(objs, u)
+        everyone = (*u.pods, *u.externals)
+        for d in DIRECTIONS:
+            index = _RemoteIndex(cal, cil, everyone, d)
+            for local in _distinct_locals(cal, cil, pods, d):
+                out.extend(_compare_local(index, local, points))
+    return tuple(out)

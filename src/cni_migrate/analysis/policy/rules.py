@@ -127,9 +127,9 @@ def _dnf(ref_path: str, text: str, expr: Any, keymap: Any) -> list[Conj]:
         raise _Fail(ref_path, f"selector {text!r}: {e}") from None
 
 
-def _proto_name(p: str | int) -> str | None:
+def _proto_name(p: str | int) -> str | int:
     names = {6: "TCP", 17: "UDP", 132: "SCTP", 1: "ICMP", 58: "ICMPv6"}
-    return names.get(p) if isinstance(p, int) else p
+    return names.get(p, p) if isinstance(p, int) else p
 
 
 def _classify(net: IPNet, pod_cidrs: Sequence[IPNet]) -> str:

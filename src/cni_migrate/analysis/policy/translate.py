@@ -298,15 +298,33 @@ def plan_set(pts: Sequence[PolicyT], policy_set: PolicySet, ver: tuple[int, int]
                 tier_pass and not (last and last.catch_all)
             )
             ends[id(pt.policy)] = bool(last and last.catch_all and last.rule.action in (ALLOW, DENY))
-        allows = sorted((r for pt in active for r in reach[id(pt.policy)] if r.rule.action == ALLOW), key=_pos)
+        # Only policies that can select a common endpoint meet: a NetworkPolicy those of its namespace and the
+        # global ones, a GlobalNetworkPolicy all.
+        by_ns: dict[str | None, list[PolicyT]] = {}
+        for pt in active:
+            by_ns.setdefault(pt.policy.namespace, []).append(pt)
+        glob = by_ns.get(None, [])
+
+        def neighbours(
+            pt: PolicyT,
+            active: list[PolicyT] = active,
+            by_ns: dict[str | None, list[PolicyT]] = by_ns,
+            glob: list[PolicyT] = glob,
+        ) -> list[PolicyT]:
+            return active if pt.policy.namespace is None else by_ns[pt.policy.namespace] + glob
+
+        allows_of = {k: [r for r in rs if r.rule.action == ALLOW] for k, rs in reach.items()}
         for pt in active:
             k = id(pt.policy)
+            near: list[RuleT] | None = None
             for r in reach[k]:
                 if r.rule.action == ALLOW:
                     plan.allows[k][d].append(r)
                 elif r.rule.action == DENY:
-                    earlier = [a for a in allows if a.pos < r.pos and rules_overlap(a, r, scoped)]
-                    later = [a for a in allows if a.pos > r.pos and rules_overlap(a, r, scoped)]
+                    if near is None:
+                        near = [a for o in neighbours(pt) for a in allows_of[id(o.policy)]]
+                    earlier = [a for a in near if a.pos < r.pos and rules_overlap(a, r, scoped)]
+                    later = [a for a in near if a.pos > r.pos and rules_overlap(a, r, scoped)]
                     if not earlier:
                         plan.denies[k][d].append(r)
                     elif not later and not transparent[k]:
@@ -328,7 +346,9 @@ def plan_set(pts: Sequence[PolicyT], policy_set: PolicySet, ver: tuple[int, int]
         # tiers behind a tier that ends in deny are never reached in Calico.
         for pt in active:
             k = id(pt.policy)
-            for other in active:
+            if not transparent[k] and ends[k]:
+                continue  # neither passes its endpoints on nor ends its tier in deny
+            for other in neighbours(pt):
                 ko = id(other.policy)
                 if ko == k or not _conjs_overlap(scoped[k], scoped[ko]):
                     continue
