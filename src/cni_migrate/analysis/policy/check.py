@@ -226,9 +226,10 @@ def build_universe(
     namespaces: Iterable[Namespace] = (),
     pods: Iterable[Endpoint] = (),
     pairs: bool = True,
-) -> tuple[Universe, list[tuple[str | int, int | None, int | None]], list[Endpoint]]:
-    """The representative universe of a set of translated policies, the L4 points to try, and the pods worth
-    trying as the local end (witnesses of what policies select, bare pods, the given pods)."""
+) -> tuple[Universe, list[tuple[str | int, int | None, int | None]], list[Endpoint], list[Endpoint]]:
+    """The representative universe of a set of translated policies, the L4 points to try, the pods worth trying
+    as the local end (witnesses of what policies select, bare pods, the given pods) and the endpoints worth trying
+    as the remote end (witnesses of rule peers, bare pods, the given pods, outside addresses)."""
     b = _Builder(pod_cidrs)
     points, named = _l4_points(pts)
     b.named = tuple(named)
@@ -240,12 +241,14 @@ def build_universe(
             b.namespace(pt.policy.namespace)
     locals_: list[tuple[Conj, str | None]] = []
     remotes: list[tuple[Conj, str | None]] = []
+    by_action: dict[str, list[tuple[Conj, str | None]]] = {}
     for pt in pts:
         ns = pt.policy.namespace
         locals_ += [(c, ns) for c in pt.local]
         for d in DIRECTIONS:
             for rt in pt.rules[d]:
                 remotes += [(c, ns) for c in rt.remote.pods]
+                by_action.setdefault(rt.rule.action, []).extend((c, ns) for c in rt.remote.pods)
                 for net, excepts in rt.remote.nets:
                     for ip in _ext_addresses(net, excepts):
                         b.external(ip)
@@ -255,22 +258,28 @@ def build_universe(
     remote_conjs = list(remotes)
     if pairs:
         local_conjs += _pair_merges(locals_) + _avoiding(locals_)
-        remote_conjs += _pair_merges(remotes) + _avoiding(remotes)
+        # Peers of two rules of one action meet without changing a verdict; of different actions (or a Pass)
+        # they are where order matters.
+        allow, deny, pas = (by_action.get(a, []) for a in ("Allow", "Deny", "Pass"))
+        remote_conjs += _cross_merges(allow, deny) + _cross_merges(allow + deny, pas) + _pair_merges(pas)
+        remote_conjs += _avoiding(remotes)
     local_pods: dict[int, Endpoint] = {}
-    for group, is_local in ((local_conjs, True), (remote_conjs, False)):
+    remote_pods: dict[int, Endpoint] = {}
+    for group, into in ((local_conjs, local_pods), (remote_conjs, remote_pods)):
         for c, ns in dict.fromkeys(group):
             for fresh in (False, True):
                 w = b.witness(c, ns, fresh)
-                if w is not None and is_local:
-                    local_pods[id(w)] = w
+                if w is not None:
+                    into[id(w)] = w
     for ns in list(b.namespaces):
         for w in (b.pod(ns, {}, named=False), b.pod(ns, {}, "other-sa")):
-            local_pods[id(w)] = w
-    b.pod(b._new_ns(), {})
+            local_pods[id(w)] = remote_pods[id(w)] = w
+    w = b.pod(b._new_ns(), {})
+    remote_pods[id(w)] = w
     u = b.universe()
     if extra:
         u = Universe(u.namespaces, (*u.pods, *extra), u.externals, u.pod_cidrs)
-    return u, points, [*local_pods.values(), *extra]
+    return u, points, [*local_pods.values(), *extra], [*remote_pods.values(), *extra, *u.externals]
 
 
 def _pair_merges(items: list[tuple[Conj, str | None]], limit: int = 4000) -> list[tuple[Conj, str | None]]:
@@ -283,6 +292,22 @@ def _pair_merges(items: list[tuple[Conj, str | None]], limit: int = 4000) -> lis
             m = _merge(a, b_)
             if m is not None:
                 out.append((m, na or nb))
+                if len(out) >= limit:
+                    return out
+    return out
+
+
+def _cross_merges(
+    a: list[tuple[Conj, str | None]], b: list[tuple[Conj, str | None]], limit: int = 4000
+) -> list[tuple[Conj, str | None]]:
+    out: list[tuple[Conj, str | None]] = []
+    for x, nx in dict.fromkeys(a):
+        for y, ny in dict.fromkeys(b):
+            if nx is not None and ny is not None and nx != ny:
+                continue
+            m = _merge(x, y)
+            if m is not None:
+                out.append((m, nx or ny))
                 if len(out) >= limit:
                     return out
     return out
@@ -390,8 +415,9 @@ def check(
     pts = points if points is not None else _default_points(universe)
     everyone = (*universe.pods, *universe.externals)
     for d in DIRECTIONS:
-        index = _RemoteIndex(cal, cil, everyone, d)
-        for local in _distinct_locals(cal, cil, universe.pods, d):
+        locs = _distinct_locals(cal, cil, universe.pods, d)
+        index = _RemoteIndex(cal, cil, everyone, d, locs)
+        for local in locs:
             out.extend(_compare_local(index, local, pts))
     return tuple(out)
 
@@ -423,17 +449,37 @@ class _RemoteIndex:
     per direction: it depends on the remote only (the local end is what the policy selects), except for a
     Calico rule that narrows its own endpoints, which is left to the per-flow evaluation."""
 
-    def __init__(self, cal: CalicoEvaluator, cil: CiliumEvaluator, remotes: Sequence[Endpoint], d: str) -> None:
+    def __init__(
+        self,
+        cal: CalicoEvaluator,
+        cil: CiliumEvaluator,
+        remotes: Sequence[Endpoint],
+        d: str,
+        locals_: Sequence[Endpoint] | None = None,
+    ) -> None:
+        """``locals_``: the local ends that will be compared; only the rules that apply to them are indexed."""
         self.d = d
         self.cal, self.cil = cal, cil
-        self.crules = [(p, r) for p in cal.set.policies if d in p.types for r in p.rules(d) if r.action != LOG]
+        if locals_ is None:
+            pols = [p for p in cal.set.policies if d in p.types]
+            self.krules: list[tuple[Mapping[str, Any], str | None]] = []
+            for pol in cil.policies:
+                ns = (pol.get("metadata") or {}).get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
+                for spec in cil.specs(pol):
+                    for r in (*(spec.get(d) or []), *(spec.get(f"{d}Deny") or [])):
+                        self.krules.append((r, ns))
+        else:
+            chosen: dict[int, Policy] = {}
+            krules: dict[int, tuple[Mapping[str, Any], str | None]] = {}
+            for ep in locals_:
+                for _, ps in cal.selecting(ep, d):
+                    chosen.update((id(p), p) for p in ps)
+                denies, allows, _ = cil.selected(ep, d)
+                krules.update((id(r), (r, ns)) for _, r, ns, _ in (*denies, *allows))
+            pols = list(chosen.values())
+            self.krules = list(krules.values())
+        self.crules = [(p, r) for p in pols for r in p.rules(d) if r.action != LOG]
         self.local_dependent = {id(r) for _, r in self.crules if _narrows_local(r)}
-        self.krules: list[tuple[Mapping[str, Any], str | None]] = []
-        for pol in cil.policies:
-            ns = (pol.get("metadata") or {}).get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
-            for spec in cil.specs(pol):
-                for r in (*(spec.get(d) or []), *(spec.get(f"{d}Deny") or [])):
-                    self.krules.append((r, ns))
         self.remotes: list[Endpoint] = []
         self.c3: list[dict[int, bool]] = []
         self.k3: list[dict[int, bool | None]] = []
@@ -598,7 +644,7 @@ def hazard_differences(
     hazard_ns = {pt.policy.namespace for pt in pts if id(pt.policy) in hazards}
     all_ns = None in hazard_ns
     scope = [pt for pt in pts if all_ns or pt.policy.namespace is None or pt.policy.namespace in hazard_ns]
-    u, points, local_pods = build_universe(
+    u, points, local_pods, remote_eps = build_universe(
         scope, pod_cidrs, universe.namespaces.values() if universe else (), universe.pods if universe else ()
     )
     sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
@@ -606,13 +652,14 @@ def hazard_differences(
     cal = CalicoEvaluator(sub, u)
     cil = CiliumEvaluator(objs, u)
     hazard_pols = [pt.policy for pt in pts if id(pt.policy) in hazards]
-    everyone = (*u.pods, *u.externals)
+    everyone = remote_eps
     ns_labels = {n: dict(v.labels) for n, v in u.namespaces.items()}
     seen: dict[tuple[str, str | None, str, str], Untranslatable] = {}
     for d in DIRECTIONS:
         candidates = [e for e in local_pods if any(d in p.types and cal.selects(p, e) for p in hazard_pols)]
-        index = _RemoteIndex(cal, cil, everyone, d)
-        for local in _distinct_locals(cal, cil, candidates, d):
+        locs = _distinct_locals(cal, cil, candidates, d)
+        index = _RemoteIndex(cal, cil, everyone, d, locs)
+        for local in locs:
             for diff in _compare_local(index, local, points):
                 assert diff.example is not None
                 other = diff.cilium_policy
@@ -686,15 +733,16 @@ def check_by_namespace(
     parts = sorted((ns for ns in by_ns if ns is not None), key=str)
     for ns in [*parts, None]:
         scope = glob if ns is None else by_ns[ns] + glob
-        u, points, local_pods = build_universe(scope, pod_cidrs)
+        u, points, local_pods, remote_eps = build_universe(scope, pod_cidrs)
         sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
         objs = [*(objs_by_ns.get(ns, []) if ns is not None else []), *objs_by_ns.get(None, [])]
         pods = [e for e in local_pods if e.namespace == ns] if ns is not None else local_pods
         cal = CalicoEvaluator(sub, u)
         cil = CiliumEvaluator(objs, u)
-        everyone = (*u.pods, *u.externals)
+        everyone = remote_eps
         for d in DIRECTIONS:
-            index = _RemoteIndex(cal, cil, everyone, d)
-            for local in _distinct_locals(cal, cil, pods, d):
+            locs = _distinct_locals(cal, cil, pods, d)
+            index = _RemoteIndex(cal, cil, everyone, d, locs)
+            for local in locs:
                 out.extend(_compare_local(index, local, points))
     return tuple(out)
