@@ -15,6 +15,7 @@ NAMESPACES = ("ns1", "ns2", "ns3")
 EXTERNALS = ("10.1.0.5", "192.168.1.10", "8.8.8.8", "2001:db8::5")
 L4_POINTS: tuple[tuple[str | int, int | None], ...] = (
     ("TCP", 80),
+    ("SCTP", 80),
     ("TCP", 8080),
     ("TCP", 8050),
     ("UDP", 53),
@@ -113,13 +114,18 @@ def _peer(draw: st.DrawFn, ports_side: bool, proto: str | None) -> dict[str, Any
 @st.composite
 def rules(draw: st.DrawFn, direction: str) -> dict[str, Any]:
     action = draw(st.sampled_from(["Allow", "Allow", "Deny", "Deny", "Pass", "Log"]))
-    proto = draw(st.sampled_from([None, None, "TCP", "UDP", "ICMP"]))
+    proto = draw(st.sampled_from([None, None, "TCP", "UDP", "ICMP", "SCTP", 6, 47]))
     r: dict[str, Any] = {"action": action}
     if proto:
         r["protocol"] = proto
+    if isinstance(proto, int):
+        proto = {6: "TCP"}.get(proto)  # ports only with a named port protocol
     if proto == "ICMP" and draw(st.booleans()):
         r["icmp"] = {"type": 8}
     remote = draw(_peer(direction == "egress", proto))
+    addresses_only = not any(k in remote for k in ("selector", "namespaceSelector", "serviceAccounts"))
+    if "nets" in remote and addresses_only and draw(st.integers(0, 4)) == 0:
+        r["ipVersion"] = 4
     local: dict[str, Any] = {}
     if direction == "ingress" and proto in ("TCP", "UDP"):
         # the ports live on the destination (the local endpoint) for ingress
@@ -135,6 +141,11 @@ def rules(draw: st.DrawFn, direction: str) -> dict[str, Any]:
 @st.composite
 def policy_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     tiers: list[dict[str, Any]] = []
+    if draw(st.integers(0, 5)) == 0:
+        # a tier without an order comes after every ordered one, the default tier included
+        tiers.append(
+            {"apiVersion": "crd.projectcalico.org/v1", "kind": "Tier", "metadata": {"name": "late"}, "spec": {}}
+        )
     if draw(st.integers(0, 2)) == 0:
         tiers.append(
             {
@@ -148,8 +159,8 @@ def policy_sets(draw: st.DrawFn) -> tuple[list[dict[str, Any]], list[dict[str, A
     policies = []
     for i in range(n):
         glob = draw(st.booleans())
-        tier = draw(st.sampled_from(["default", "security"])) if tiers else "default"
-        name = f"p{i}" if tier == "default" else f"security.p{i}"
+        tier = draw(st.sampled_from(["default", *(t["metadata"]["name"] for t in tiers)]))
+        name = f"p{i}" if tier == "default" else f"{tier}.p{i}"
         spec: dict[str, Any] = {"selector": draw(POD_SELECTORS)}
         if tier != "default":
             spec["tier"] = tier

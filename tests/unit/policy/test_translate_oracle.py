@@ -26,7 +26,7 @@ from .oracle import POD_CIDR, Ext, OFlow, Pod, World, all_flows, calico_verdict,
 from .strategies import L4_POINTS, policy_sets, worlds
 
 VERSIONS = {"1.14": (1, 14), "1.16": (1, 16)}
-EXAMPLES = int(os.environ.get("POLICY_ORACLE_EXAMPLES", "1200"))
+EXAMPLES = int(os.environ.get("POLICY_ORACLE_EXAMPLES", "1500"))
 
 
 def _peer(ep: Endpoint) -> Pod | Ext:

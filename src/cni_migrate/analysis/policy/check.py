@@ -647,7 +647,13 @@ def hazard_differences(
     u, points, local_pods, remote_eps = build_universe(
         scope, pod_cidrs, universe.namespaces.values() if universe else (), universe.pods if universe else ()
     )
-    sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
+    # Calico's side is the whole set in these namespaces, untranslatable policies included (an example flow must
+    # hold for the real set); differences such a policy decides are already reported with its field.
+    translatable = {pt.policy.ref for pt in pts}
+    sub = PolicySet(
+        tuple(p for p in policy_set.policies if all_ns or p.namespace is None or p.namespace in hazard_ns),
+        policy_set.tiers,
+    )
     objs = [objects[id(pt.policy)] for pt in scope if id(pt.policy) in objects]
     cal = CalicoEvaluator(sub, u)
     cil = CiliumEvaluator(objs, u)
@@ -662,6 +668,8 @@ def hazard_differences(
         for local in locs:
             for diff in _compare_local(index, local, points):
                 assert diff.example is not None
+                if diff.calico_policy is not None and diff.calico_policy not in translatable:
+                    continue
                 other = diff.cilium_policy
                 pol = diff.calico_policy or other or _first_selecting(cal, hazard_pols, local, d)
                 if other == pol:
@@ -729,12 +737,18 @@ def check_by_namespace(
         ns = (o.get("metadata") or {}).get("namespace") if o.get("kind") == "CiliumNetworkPolicy" else None
         objs_by_ns.setdefault(ns, []).append(o)
     glob = by_ns.get(None, [])
+    calico_by_ns: dict[str | None, list[Policy]] = {}
+    for p in policy_set.policies:
+        calico_by_ns.setdefault(p.namespace, []).append(p)
+        by_ns.setdefault(p.namespace, [])
     out: list[FlowDiff] = []
     parts = sorted((ns for ns in by_ns if ns is not None), key=str)
     for ns in [*parts, None]:
         scope = glob if ns is None else by_ns[ns] + glob
         u, points, local_pods, remote_eps = build_universe(scope, pod_cidrs)
-        sub = PolicySet(tuple(pt.policy for pt in scope), policy_set.tiers)
+        # Calico's side: every policy there, untranslatable ones included (their flows differ for real).
+        calico = [*(calico_by_ns.get(ns, []) if ns is not None else []), *calico_by_ns.get(None, [])]
+        sub = PolicySet(tuple(calico), policy_set.tiers)
         objs = [*(objs_by_ns.get(ns, []) if ns is not None else []), *objs_by_ns.get(None, [])]
         pods = [e for e in local_pods if e.namespace == ns] if ns is not None else local_pods
         cal = CalicoEvaluator(sub, u)

@@ -174,6 +174,8 @@ def _remote(p: Policy, rule: Rule, peer: Peer, side: str, pod_cidrs: Sequence[IP
             pods_ok = False
         if not want and covers:
             pods_ok = False
+    if rule.ip_version is not None and pods_ok and any(c.version != rule.ip_version for c in pod_cidrs):
+        raise _Fail(f"spec.{rule.direction}[{rule.index}].ipVersion", "Cilium cannot limit pod peers to one IP family")
     pods: list[Conj] = []
     if pods_ok:
         conjs: list[Conj] = list(TRUE)

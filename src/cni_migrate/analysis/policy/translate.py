@@ -352,9 +352,12 @@ def plan_set(pts: Sequence[PolicyT], policy_set: PolicySet, ver: tuple[int, int]
                 ko = id(other.policy)
                 if ko == k or not _conjs_overlap(scoped[k], scoped[ko]):
                     continue
-                same_tier_after = other.tier_index == pt.tier_index and other.policy_index > pt.policy_index
-                if transparent[k] and same_tier_after and reach[ko]:
-                    plan.hazards.setdefault(ko, f"{d}: after {pt.policy.ref}, which passes its endpoints on")
+                # After a passing policy, another of its tier is skipped for its endpoints; before it, the other's
+                # default deny is not the tier's end any more.
+                same_tier = other.tier_index == pt.tier_index
+                after = other.policy_index > pt.policy_index
+                if transparent[k] and same_tier and (not transparent[ko] or (after and reach[ko])):
+                    plan.hazards.setdefault(ko, f"{d}: in the tier of {pt.policy.ref}, which passes its endpoints on")
                 if other.tier_index > pt.tier_index and not transparent[k] and not ends[k] and plan.allows[ko][d]:
                     plan.hazards.setdefault(ko, f"{d}: allows behind tier {pt.policy.tier!r}, which ends in deny")
                     plan.hazards.setdefault(k, f"{d}: its tier ends in deny before allows of later tiers")
