@@ -29,6 +29,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str]] = {
     "verify": ("cni_migrate.cli.verify", "verify"),
     "monitor": ("cni_migrate.cli.verify", "monitor"),
     "node": ("cni_migrate.cli.node", "app"),
+    "policy": ("cni_migrate.cli.policy", "app"),
 }
 
 

@@ -21,7 +21,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from cni_migrate import __version__
+from cni_migrate.analysis.calico_policies import PolicyMigration, PolicySetError, migrate_policies, pod_cidrs_of
 from cni_migrate.analysis.plan import Plan, PlanError, PlanOptions, build_plan, gc_paused, render_runbook
+from cni_migrate.analysis.plan.version import CiliumVersion, VersionError
 from cni_migrate.cli.common import (
     EXIT_BAD_INPUT,
     EXIT_FINDINGS,
@@ -33,6 +35,8 @@ from cni_migrate.cli.common import (
     output_formats,
 )
 from cni_migrate.cli.textfmt import text
+from cni_migrate.facts.model import ClusterFacts
+from cni_migrate.facts.policies import calico_policy_objects
 from cni_migrate.yamlsafe import YamlInputError, load_one
 
 PLAN_FILE = "plan.yaml"
@@ -345,8 +349,11 @@ def plan(
             )
         except ValueError as e:  # pydantic: a choice option with a value it does not know
             raise BadInput(_option_error(e)) from None
+        policies = _policies(opts, facts, cilium_version)
         try:
-            result = build_plan(facts, popts, tool_version=__version__, reuse=_previous_generated(out))
+            result = build_plan(
+                facts, popts, tool_version=__version__, reuse=_previous_generated(out), policies=policies
+            )
         except PlanError as e:
             if e.kind == "internal":
                 head = (
@@ -378,6 +385,23 @@ def plan(
         return 0
 
     guarded(body)
+
+
+def _policies(opts: GlobalOptions, facts: ClusterFacts, cilium_version: str) -> PolicyMigration | None:
+    """The old CNI's Calico policies translated for the target Cilium (Calico and Canal enforce them); None for
+    other CNIs. A malformed policy is bad input (exit 2) naming the file, the policy and the field."""
+    if facts.cni.detected not in ("calico", "canal"):
+        return None
+    try:
+        version = str(CiliumVersion.parse(cilium_version))
+    except VersionError:
+        return None  # build_plan reports the bad version with the other option errors
+    store = opts.store()
+    try:
+        return migrate_policies(calico_policy_objects(store), version, pod_cidrs=pod_cidrs_of(facts))
+    except PolicySetError as e:
+        where = (store.file_of(e.obj) if e.obj is not None else None) or store.location or "input"
+        raise BadInput(f"{where}: {e}") from None
 
 
 def _context(opts: GlobalOptions) -> str | None:

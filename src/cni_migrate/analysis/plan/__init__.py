@@ -12,11 +12,13 @@ import hashlib
 import json
 from collections.abc import Mapping
 
+from cni_migrate.analysis.calico_policies import PolicyMigration
 from cni_migrate.analysis.plan.common import Builder
 from cni_migrate.analysis.plan.invariants import check_plan
 from cni_migrate.analysis.plan.model import SCHEMA_VERSION, Plan, PlanInputs, plan_content_digest
 from cni_migrate.analysis.plan.offline import build_offline
 from cni_migrate.analysis.plan.options import PlanError, PlanOptions, Resolved, resolve
+from cni_migrate.analysis.plan.policies import policy_decision
 from cni_migrate.analysis.plan.rolling import build_rolling
 from cni_migrate.analysis.plan.runbook import render_runbook
 from cni_migrate.facts.gcpause import gc_paused
@@ -27,6 +29,7 @@ __all__ = [
     "Plan",
     "PlanError",
     "PlanOptions",
+    "PolicyMigration",
     "Resolved",
     "build_plan",
     "check_plan",
@@ -46,20 +49,45 @@ def _dedupe(items: list[str]) -> list[str]:
 
 
 def build_plan(
-    facts: ClusterFacts, options: PlanOptions, *, tool_version: str, reuse: Mapping[str, str] | None = None
+    facts: ClusterFacts,
+    options: PlanOptions,
+    *,
+    tool_version: str,
+    reuse: Mapping[str, str] | None = None,
+    policies: PolicyMigration | None = None,
 ) -> Plan:
-    """``reuse``: values an earlier plan generated (e.g. the Maglev seed), so re-planning keeps them."""
+    """``reuse``: values an earlier plan generated (e.g. the Maglev seed), so re-planning keeps them.
+    ``policies``: the cluster's Calico policies translated for the target Cilium version (see
+    :func:`cni_migrate.analysis.calico_policies.migrate_policies`); the plan creates the translation and stops at a
+    gate while some policy has none. Without it the plan only warns that Calico's policies are not carried over."""
     with gc_paused():
-        return _build(facts, options, tool_version, reuse)
+        return _build(facts, options, tool_version, reuse, policies)
 
 
-def _build(facts: ClusterFacts, options: PlanOptions, tool_version: str, reuse: Mapping[str, str] | None) -> Plan:
+def _build(
+    facts: ClusterFacts,
+    options: PlanOptions,
+    tool_version: str,
+    reuse: Mapping[str, str] | None,
+    policies: PolicyMigration | None,
+) -> Plan:
     r = resolve(facts, options, reuse)
+    if policies is not None and policies.cilium_version != str(r.version):
+        raise PlanError(
+            [
+                f"internal: the policies were translated for Cilium {policies.cilium_version}, "
+                f"the plan is for {r.version}"
+            ],
+            kind="internal",
+        )
     digest = facts_digest(facts)
     opts = options.model_dump(mode="json")
-    seed = json.dumps({"facts": digest, "options": opts, "generated": [g.value for g in r.generated]}, sort_keys=True)
+    body = {"facts": digest, "options": opts, "generated": [g.value for g in r.generated]}
+    if policies is not None:
+        body["policies"] = policies.digest()
+    seed = json.dumps(body, sort_keys=True)
     plan_id = hashlib.sha256(seed.encode()).hexdigest()[:12]
-    b = Builder(r, plan_id)
+    b = Builder(r, plan_id, policies)
     phases = build_offline(b) if options.strategy == "offline" else build_rolling(b)
     plan = Plan(
         id=plan_id,
@@ -75,7 +103,7 @@ def _build(facts: ClusterFacts, options: PlanOptions, tool_version: str, reuse: 
         ),
         backup_dir=b.backup_dir,
         node_backup_dir=b.node_dir,
-        decisions=r.decisions,
+        decisions=[*r.decisions, *([policy_decision(b, policies)] if policies is not None else [])],
         generated=r.generated,
         warnings=_dedupe([*r.warnings, *b.warnings]),
         blocking_pdbs=[

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 import yaml
 
+from cni_migrate.analysis.calico_policies import PolicyMigration
 from cni_migrate.analysis.lint import LintContext, lint
 from cni_migrate.analysis.plan.bgp import BgpPlan
 from cni_migrate.analysis.plan.cleanup import node_backup_commands, old_cni_cleanup_commands, restore_commands
@@ -73,9 +74,10 @@ def short_hash(text: str, n: int = 8) -> str:
 class Builder:
     """Collects artifacts, lint results and warnings while the strategy modules assemble phases."""
 
-    def __init__(self, r: Resolved, plan_id: str) -> None:
+    def __init__(self, r: Resolved, plan_id: str, policies: PolicyMigration | None = None) -> None:
         self.r = r
         self.plan_id = plan_id
+        self.policies = policies  # the cluster's Calico policies translated to Cilium, when the caller read them
         self.backup_dir = f"{r.opts.backup_dir.rstrip('/')}/{plan_id}"
         self.node_dir = f"{NODE_BACKUP_ROOT}/{plan_id}"
         self.artifacts: dict[str, Artifact] = {}
@@ -329,6 +331,25 @@ class Builder:
     ) -> RestoreBackup:
         return RestoreBackup(source=f"{self.backup_dir}/{destination}", objects=objects, selectors=selectors or [])
 
+    def _policy_loss_warnings(self) -> list[str]:
+        """What deleting Calico's CRDs loses when the caller did not read the policies: all of them (counted from
+        the facts). With the policies read, the translated ones are created in Cilium and the plan's policy gate
+        names each of the others (see plan.policies)."""
+        if self.policies is not None:
+            return []  # translated, or named by the policy gate's warnings
+        pol = self.r.facts.policies
+        n_np = pol.calico_network_policies.value or 0
+        n_gnp = pol.calico_global_network_policies.value or 0
+        if not (n_np or n_gnp):
+            return []
+        return [
+            f"deleting Calico's CRDs deletes its {n_np} NetworkPolicies and {n_gnp} GlobalNetworkPolicies "
+            "(facts policies.calico_network_policies, policies.calico_global_network_policies): they are in "
+            f"the backup ({self.backup_dir}/old-cni) but not translated to Cilium, as this plan was built without "
+            "reading them, so the cluster stops enforcing them; plan with `cni-migrate plan` (which translates "
+            "them) or translate them with `cni-migrate policy translate` before this step"
+        ]
+
     def remove_old_cni_steps(self, inv: Inventory, *, disruptive: bool) -> list[Step]:
         r = self.r
         steps: list[Step] = []
@@ -367,16 +388,7 @@ class Builder:
                 f"cluster lose them until {until}",
             )
         if inv.delete_crds and calico is not None:
-            pol = r.facts.policies
-            n_np = pol.calico_network_policies.value or 0
-            n_gnp = pol.calico_global_network_policies.value or 0
-            if n_np or n_gnp:
-                self.warnings.append(
-                    f"deleting Calico's CRDs deletes its {n_np} NetworkPolicies and {n_gnp} GlobalNetworkPolicies "
-                    "(facts policies.calico_network_policies, policies.calico_global_network_policies): they are in "
-                    f"the backup ({self.backup_dir}/old-cni) but not translated to Cilium, so the cluster stops "
-                    "enforcing them; translate them to CiliumNetworkPolicies before this step"
-                )
+            self.warnings.extend(self._policy_loss_warnings())
         if inv.delete_first:
             steps.append(
                 Step(

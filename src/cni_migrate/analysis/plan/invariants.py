@@ -24,7 +24,7 @@ from cni_migrate.analysis.plan.model import (
 )
 
 
-def _obj_ref(obj: dict[str, object]) -> ObjectRef | None:
+def obj_ref(obj: dict[str, object]) -> ObjectRef | None:
     md = obj.get("metadata")
     if not isinstance(md, dict) or "name" not in md:
         return None
@@ -55,7 +55,7 @@ def backup_violations(plan: Plan) -> list[str]:
                     patterns.add(a.name_match.pattern)
             elif isinstance(a, ApplyObjects):
                 for o in a.objects:
-                    ref = _obj_ref(o)
+                    ref = obj_ref(o)
                     if ref is not None:
                         created.add(ref.key())
             elif isinstance(a, DeleteObjects):

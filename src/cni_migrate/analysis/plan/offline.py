@@ -23,6 +23,7 @@ from cni_migrate.analysis.plan.model import (
 )
 from cni_migrate.analysis.plan.oldcni import old_cni_inventory, ref
 from cni_migrate.analysis.plan.options import Resolved
+from cni_migrate.analysis.plan.policies import apply_policies_step, policy_gate_step
 from cni_migrate.facts.model import ClusterFacts
 
 IPAM_RELEASE = "cni-migrate-ipam"
@@ -182,12 +183,14 @@ def build_offline(b: Builder) -> list[Phase]:
         f"IPAM {r.ipam} ({r.pod_cidr_text}); kube-proxy replacement {'on' if r.kpr else 'off'}; BGP {r.bgp}",
         *r.warnings,
     ]
+    gate = policy_gate_step(b, b.policies)
     phases.append(
         Phase(
             id="preflight",
             title="Preflight and review",
             steps=[
                 preflight_step(b, preflight_checks(b)),
+                *([gate] if gate is not None else []),
                 b.gate(
                     "review",
                     "Review the plan and open the maintenance window",
@@ -238,6 +241,7 @@ def build_offline(b: Builder) -> list[Phase]:
     context = release_lint_context(
         r, old_cni_present=False, kube_proxy_present=kube_proxy_stays, first_install=not releases
     )
+    apply_policies = apply_policies_step(b, b.policies, enforced_now=True)
     values_path = b.values(
         "values/install.yaml", "install", "Cilium values for the offline install", context, assigned_facts(r)
     )
@@ -263,7 +267,8 @@ def build_offline(b: Builder) -> list[Phase]:
                         what="still in the outage: pod networking resumes node by node as the agents become ready",
                     ),
                     relies=b.fr("network.api_endpoint", "network.pod_cidrs", "nodes", "kube_proxy.present"),
-                )
+                ),
+                *([apply_policies] if apply_policies is not None else []),
             ],
         )
     )

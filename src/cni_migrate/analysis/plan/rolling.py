@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from cni_migrate.analysis.calico_policies import MANAGED_LABELS
 from cni_migrate.analysis.cidrs import try_parse
 from cni_migrate.analysis.plan.bgp import bgp_plan
 from cni_migrate.analysis.plan.cleanup import CNI_DIR, kube_proxy_node_cleanup, old_cni_cleanup_commands
@@ -39,6 +40,7 @@ from cni_migrate.analysis.plan.model import (
 from cni_migrate.analysis.plan.offline import preflight_checks, preflight_step
 from cni_migrate.analysis.plan.oldcni import kube_proxy_objects, old_cni_inventory, ref
 from cni_migrate.analysis.plan.options import Resolved
+from cni_migrate.analysis.plan.policies import apply_policies_step, policy_gate_step
 from cni_migrate.analysis.plan.values import kpr_value
 from cni_migrate.facts.model import ClusterFacts, Fact
 
@@ -182,7 +184,7 @@ def allow_all_step(b: Builder) -> Step:
     obj = {
         "apiVersion": "crd.projectcalico.org/v1",
         "kind": "GlobalNetworkPolicy",
-        "metadata": {"name": ALLOW_ALL},
+        "metadata": {"name": ALLOW_ALL, "labels": dict(MANAGED_LABELS)},
         "spec": {
             "order": 0,
             "selector": "all()",
@@ -524,6 +526,9 @@ def build_rolling(b: Builder) -> list[Phase]:
         if p.blocks_eviction
     ]
     pre: list[Step] = [preflight_step(b, [*preflight_checks(b), *mixed_cluster_checks(b, why)])]
+    gate = policy_gate_step(b, b.policies)
+    if gate is not None:
+        pre.append(gate)
     if blocking:
         pre.append(
             b.gate(
@@ -669,11 +674,13 @@ def build_rolling(b: Builder) -> list[Phase]:
         ),
     )
     finalize.actions.insert(1, RolloutRestart(target=cilium_ds))
+    apply_policies = apply_policies_step(b, b.policies, enforced_now=False)
     phases.append(
         Phase(
             id="finalize-cilium",
             title="Cilium's final configuration",
             steps=[
+                *([apply_policies] if apply_policies is not None else []),
                 finalize,
                 Step(
                     id="delete-migration-node-config",

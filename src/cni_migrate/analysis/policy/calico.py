@@ -211,7 +211,8 @@ def _rule(ref: str, direction: str, index: int, value: Any) -> Rule:
     src = _peer(ref, f"{path}.source", obj.get("source"))
     dst = _peer(ref, f"{path}.destination", obj.get("destination"))
     for side, peer in (("source", src), ("destination", dst)):
-        if (peer.ports or peer.not_ports) and protocol not in (*L4_PROTOCOLS, "UDPLite"):
+        # libcalico-go Protocol.SupportsPorts: TCP, UDP, SCTP by name or number (6, 17, 132)
+        if (peer.ports or peer.not_ports) and protocol not in (*L4_PROTOCOLS, "UDPLite", 6, 17, 132):
             raise _fail(ref, f"{path}.{side}.ports", "ports need protocol TCP, UDP, SCTP or UDPLite")
     return Rule(
         direction=direction,

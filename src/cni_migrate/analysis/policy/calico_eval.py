@@ -151,7 +151,7 @@ class CalicoEvaluator:
             return False
         if peer.not_nets is not None and any(ep.ip in n for n in peer.not_nets if n.version == ep.ip.version):
             return False
-        if peer.endpoint_constrained:
+        if peer.pods_only(scope_ns is not None):
             if not ep.is_pod:
                 return False
             if peer.namespace_selector is not None:
@@ -173,6 +173,38 @@ class CalicoEvaluator:
             if peer.not_ports is not None and any(port_matches(p, flow) for p in peer.not_ports):
                 return False
         return not peer.services
+
+    def rule_l3(self, policy: Policy, rule: Rule, flow: Flow) -> bool:
+        """The endpoint/address part of a rule (no ports, no protocol); opaque rules never match."""
+        if opaque_reason(rule) is not None:
+            return False
+        ns = policy.namespace
+        return self._peer_matches(rule.source, flow.src, ns, flow, False) and self._peer_matches(
+            rule.destination, flow.dst, ns, flow, False
+        )
+
+    @staticmethod
+    def rule_l4(rule: Rule, flow: Flow) -> bool:
+        """The protocol, ICMP, IP version and destination-port part of a rule."""
+        if rule.protocol is not None and not _protocol_matches(rule.protocol, flow):
+            return False
+        if rule.not_protocol is not None and _protocol_matches(rule.not_protocol, flow):
+            return False
+        if rule.icmp_type is not None and (flow.protocol != "ICMP" or flow.icmp_type != rule.icmp_type):
+            return False
+        if rule.icmp_code is not None and flow.icmp_code != rule.icmp_code:
+            return False
+        if rule.ip_version is not None and flow.dst.ip.version != rule.ip_version:
+            return False
+        dst = rule.destination
+        if dst.ports is not None or dst.not_ports is not None:
+            if flow.protocol not in L4_PROTOCOLS:
+                return False
+            if dst.ports is not None and not any(port_matches(p, flow) for p in dst.ports):
+                return False
+            if dst.not_ports is not None and any(port_matches(p, flow) for p in dst.not_ports):
+                return False
+        return True
 
     def rule_matches(self, policy: Policy, rule: Rule, flow: Flow) -> bool:
         if opaque_reason(rule) is not None:

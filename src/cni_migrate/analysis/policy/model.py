@@ -63,13 +63,18 @@ class Peer:
 
     @property
     def endpoint_constrained(self) -> bool:
-        """The peer must be a Calico endpoint (a pod here), not just any IP address."""
+        """The peer must be a Calico endpoint (a pod here), not just any IP address (in a GlobalNetworkPolicy)."""
         return (
             self.selector is not None
             or self.namespace_selector is not None
             or self.sa_names is not None
             or self.sa_selector is not None
         )
+
+    def pods_only(self, namespaced: bool) -> bool:
+        """Calico (libcalico-go ``getEndpointSelector``): in a namespaced policy a ``notSelector`` alone also limits
+        the peer to pods of the policy's namespace."""
+        return self.endpoint_constrained or (namespaced and self.not_selector is not None)
 
 
 @dataclass(frozen=True)
