@@ -357,3 +357,35 @@ def test_names_are_deterministic() -> None:
     long = parse_policy_set([np("x" * 250, "prod")]).policies[0]
     name = cilium_name(long)
     assert len(name) == 253 and name == cilium_name(long)
+
+
+def _range_policy(ports: list[Any]) -> list[dict[str, Any]]:
+    return [
+        np(
+            "range",
+            "prod",
+            selector="app == 'db'",
+            ingress=[{"action": "Allow", "protocol": "TCP", "destination": {"ports": ports}}],
+        )
+    ]
+
+
+def test_port_range_before_1_16_is_written_port_by_port() -> None:
+    """Cilium's policy CRDs have endPort only from 1.16: on 1.14 a short range becomes its single ports."""
+    t = run(_range_policy(["9000:9003", 22]), version="1.14")
+    assert t.ok, t.untranslatable
+    ports = [p for tp in specs(t)["calico-default-range"]["ingress"][0]["toPorts"] for p in tp["ports"]]
+    assert sorted(ports, key=lambda p: int(p["port"])) == [
+        {"port": str(n), "protocol": "TCP"} for n in (22, 9000, 9001, 9002, 9003)
+    ]
+    on_116 = specs(run(_range_policy(["9000:9003"])))["calico-default-range"]["ingress"][0]["toPorts"]
+    assert on_116 == [{"ports": [{"port": "9000", "endPort": 9003, "protocol": "TCP"}]}]
+
+
+def test_wide_port_range_before_1_16_is_reported() -> None:
+    t = run(_range_policy(["1024:65535"]), version="1.14")
+    assert not t.ok and not t.objects
+    (u,) = t.untranslatable
+    assert u.policy == "NetworkPolicy prod/range" and u.field == "spec.ingress[0].ports"
+    assert "1024:65535" in u.reason and "endPort" in u.reason
+    assert run(_range_policy(["1024:65535"])).ok  # 1.16 has endPort

@@ -87,6 +87,15 @@ def has_enable_default_deny(ver: tuple[int, int]) -> bool:
     return ver >= (1, 16)
 
 
+def has_end_port(ver: tuple[int, int]) -> bool:
+    """``endPort`` (port ranges) exists in Cilium's policy CRDs from 1.16 (pkg/policy/api/l4.go PortProtocol);
+    before, a range is written as its single ports when it is short enough (:data:`RANGE_EXPAND_LIMIT`)."""
+    return ver >= (1, 16)
+
+
+RANGE_EXPAND_LIMIT = 200  # ports of one rule written one by one on Cilium < 1.16; wider ranges are reported
+
+
 # --- Cilium objects ----------------------------------------------------------------------------------------
 
 
@@ -368,6 +377,55 @@ def _pos(r: RuleT) -> tuple[int, int, int]:
     return r.pos
 
 
+def _ports_one_by_one(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object with every ``endPort`` range written as its single ports (Cilium < 1.16 has no endPort)."""
+
+    def walk(x: Any) -> Any:
+        if isinstance(x, list):
+            return [walk(v) for v in x]
+        if not isinstance(x, dict):
+            return x
+        if "toPorts" in x:
+            x = {**x, "toPorts": [_split_entry(tp) for tp in x["toPorts"]]}
+            x["toPorts"] = [tp for group in x["toPorts"] for tp in group]
+        return {k: walk(v) for k, v in x.items()}
+
+    return dict(walk(obj))
+
+
+def _split_entry(tp: dict[str, Any]) -> list[dict[str, Any]]:
+    ports: list[dict[str, Any]] = []
+    for p in tp.get("ports") or []:
+        if "endPort" in p:
+            lo, hi = int(p["port"]), int(p["endPort"])
+            ports.extend({"port": str(n), "protocol": p["protocol"]} for n in range(lo, hi + 1))
+        else:
+            ports.append(p)
+    if not ports:
+        return [tp]
+    return [{**tp, "ports": ports[i : i + _MAX_PORTS]} for i in range(0, len(ports), _MAX_PORTS)]
+
+
+def _wide_ranges(p: Policy, rule_lists: Iterable[list[RuleT]], ver: tuple[int, int]) -> list[Untranslatable]:
+    out: list[Untranslatable] = []
+    for rts in rule_lists:
+        for rt in rts:
+            wide = [
+                (lo, hi) for _, lo, hi in rt.l4.ports if hi - lo + 1 > RANGE_EXPAND_LIMIT and (lo, hi) != (0, 65535)
+            ]
+            if wide:
+                lo, hi = wide[0]
+                out.append(
+                    Untranslatable(
+                        p.ref,
+                        f"{rt.path}.ports",
+                        f"port range {lo}:{hi}: Cilium {ver[0]}.{ver[1]} has no endPort (from 1.16) and the range is "
+                        f"too wide to list port by port (over {RANGE_EXPAND_LIMIT})",
+                    )
+                )
+    return out
+
+
 def translate(
     policy_set: PolicySet,
     *,
@@ -389,11 +447,15 @@ def translate(
             pts.append(pt)
     plan = plan_set(pts, policy_set, ver)
     objects: dict[int, dict[str, Any]] = {}
+    end_port = has_end_port(ver)
     for pt in pts:
         k = id(pt.policy)
+        # checked with endPort (the same ports, cheaper to evaluate); written port by port below before 1.16
         obj = build_object(pt, plan.allows[k], plan.denies[k], plan.no_default_deny[k], has_enable_default_deny(ver))
         if obj is not None:
             objects[k] = obj
+        if not end_port:
+            problems.extend(_wide_ranges(pt.policy, [*plan.allows[k].values(), *plan.denies[k].values()], ver))
     bad: set[str] = {u.policy for u in problems}
     if plan.hazards:
         conflicts = hazard_differences(policy_set, pts, plan.hazards, objects, pod_cidrs, universe)
@@ -403,6 +465,8 @@ def translate(
             if u.other_policy:
                 bad.add(u.other_policy)
     kept = [objects[id(pt.policy)] for pt in pts if pt.policy.ref not in bad and id(pt.policy) in objects]
+    if not end_port:
+        kept = [_ports_one_by_one(o) for o in kept]
     exact = tuple(pt.policy.ref for pt in pts if pt.policy.ref not in bad)
     direct = tuple(objects[id(pt.policy)] for pt in pts if id(pt.policy) in objects)
     return Translation(tuple(kept), exact, tuple(problems), cilium_version, direct)
