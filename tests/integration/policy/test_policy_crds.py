@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
+from calico_policy_samples import WEB_INGRESS
 from cni_migrate.analysis.calico_policies import migrate_policies
 from cni_migrate.analysis.plan import PlanOptions, build_plan, render_runbook
 from cni_migrate.analysis.plan.model import DeleteObjects
@@ -200,26 +201,6 @@ def test_documentation_cases_read_live_and_their_translation_created(
         create_and_read_back(cluster, objects)
     finally:
         _kubectl_stdin(cluster, ["delete", "--ignore-not-found", "--wait=false"], [*calico, *namespaces])
-
-
-WEB_NP = {
-    "apiVersion": "crd.projectcalico.org/v1",
-    "kind": "NetworkPolicy",
-    "metadata": {"name": "default.web-ingress"},
-    "spec": {
-        "order": 100,
-        "selector": "app == 'web'",
-        "types": ["Ingress"],
-        "ingress": [
-            {
-                "action": "Allow",
-                "protocol": "TCP",
-                "source": {"selector": "app == 'frontend'"},
-                "destination": {"ports": [80]},
-            }
-        ],
-    },
-}
 
 
 # --- generated policy sets -----------------------------------------------------------------------------------
@@ -461,7 +442,8 @@ def test_the_apply_step_refuses_policies_changed_since_the_plan(
 ) -> None:
     """Planned from the live cluster, the apply step first proves the Calico policies are the ones translated (names
     and resourceVersions): its runbook check passes as planned and fails once a policy changed."""
-    web = json.loads(json.dumps(WEB_NP))
+    web = json.loads(json.dumps(WEB_INGRESS))
+    del web["metadata"]["namespace"]
     web["metadata"]["namespace"] = test_namespace
     made = _kubectl_stdin(cluster, ["create"], [web])
     assert made.returncode == 0, made.stderr

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from calico_policy_samples import ALLOW_DNS
 from cni_migrate.cli.main import app
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -38,17 +39,6 @@ PODS = [
         "status": {"podIP": "10.244.1.6"},
     },
 ]
-ALLOW_DNS = {
-    "apiVersion": V1,
-    "kind": "GlobalNetworkPolicy",
-    "metadata": {"name": "default.allow-dns"},
-    "spec": {
-        "order": 10,
-        "selector": "all()",
-        "types": ["Egress"],
-        "egress": [{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}],
-    },
-}
 WEB = {
     "apiVersion": "projectcalico.org/v3",
     "kind": "NetworkPolicy",

@@ -13,6 +13,7 @@ import pytest
 import yaml
 from plan_helpers import index, make_plan, values
 
+from calico_policy_samples import ALLOW_DNS, WEB_INGRESS
 from cni_migrate.analysis.calico_policies import PolicyMigration, migrate_policies
 from cni_migrate.analysis.plan import PlanError, PlanOptions, build_plan, render_runbook
 from cni_migrate.analysis.plan.model import ApplyObjects, CommandCheck, DeleteObjects, ObjectCheck, WaitFor
@@ -22,35 +23,6 @@ from cni_migrate.facts.policies import CalicoPolicyObjects
 
 V1 = "crd.projectcalico.org/v1"
 
-ALLOW_DNS = {
-    "apiVersion": V1,
-    "kind": "GlobalNetworkPolicy",
-    "metadata": {"name": "default.allow-dns"},
-    "spec": {
-        "order": 10,
-        "selector": "all()",
-        "types": ["Egress"],
-        "egress": [{"action": "Allow", "protocol": "UDP", "destination": {"ports": [53]}}],
-    },
-}
-WEB_INGRESS = {
-    "apiVersion": V1,
-    "kind": "NetworkPolicy",
-    "metadata": {"name": "default.web-ingress", "namespace": "shop"},
-    "spec": {
-        "order": 100,
-        "selector": "app == 'web'",
-        "types": ["Ingress"],
-        "ingress": [
-            {
-                "action": "Allow",
-                "protocol": "TCP",
-                "source": {"selector": "app == 'frontend'"},
-                "destination": {"ports": [80]},
-            }
-        ],
-    },
-}
 UNTRANSLATABLE = {  # Cilium's label selectors have no substring match
     "apiVersion": V1,
     "kind": "NetworkPolicy",
