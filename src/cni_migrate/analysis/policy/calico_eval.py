@@ -184,8 +184,8 @@ class CalicoEvaluator:
         )
 
     @staticmethod
-    def rule_l4(rule: Rule, flow: Flow) -> bool:
-        """The protocol, ICMP, IP version and destination-port part of a rule."""
+    def _protocol_part(rule: Rule, flow: Flow) -> bool:
+        """Protocol, ICMP and IP version; a rule with destination ports matches only port-carrying protocols."""
         if rule.protocol is not None and not _protocol_matches(rule.protocol, flow):
             return False
         if rule.not_protocol is not None and _protocol_matches(rule.not_protocol, flow):
@@ -197,9 +197,15 @@ class CalicoEvaluator:
         if rule.ip_version is not None and flow.dst.ip.version != rule.ip_version:
             return False
         dst = rule.destination
+        return (dst.ports is None and dst.not_ports is None) or flow.protocol in L4_PROTOCOLS
+
+    @classmethod
+    def rule_l4(cls, rule: Rule, flow: Flow) -> bool:
+        """The protocol, ICMP, IP version and destination-port part of a rule."""
+        if not cls._protocol_part(rule, flow):
+            return False
+        dst = rule.destination
         if dst.ports is not None or dst.not_ports is not None:
-            if flow.protocol not in L4_PROTOCOLS:
-                return False
             if dst.ports is not None and not any(port_matches(p, flow) for p in dst.ports):
                 return False
             if dst.not_ports is not None and any(port_matches(p, flow) for p in dst.not_ports):
@@ -207,21 +213,7 @@ class CalicoEvaluator:
         return True
 
     def rule_matches(self, policy: Policy, rule: Rule, flow: Flow) -> bool:
-        if opaque_reason(rule) is not None:
-            return False
-        if rule.protocol is not None and not _protocol_matches(rule.protocol, flow):
-            return False
-        if rule.not_protocol is not None and _protocol_matches(rule.not_protocol, flow):
-            return False
-        if rule.icmp_type is not None and (flow.protocol != "ICMP" or flow.icmp_type != rule.icmp_type):
-            return False
-        if rule.icmp_code is not None and flow.icmp_code != rule.icmp_code:
-            return False
-        if rule.ip_version is not None and flow.dst.ip.version != rule.ip_version:
-            return False
-        if (rule.destination.ports is not None or rule.destination.not_ports is not None) and (
-            flow.protocol not in L4_PROTOCOLS
-        ):
+        if opaque_reason(rule) is not None or not self._protocol_part(rule, flow):
             return False
         ns = policy.namespace
         return self._peer_matches(rule.source, flow.src, ns, flow, False) and self._peer_matches(

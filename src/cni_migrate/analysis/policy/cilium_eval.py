@@ -12,7 +12,7 @@ entity is every pod and ``world`` every outside address.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from cni_migrate.analysis.policy.model import INGRESS, L4_PROTOCOLS, Endpoint, Flow, Universe
@@ -202,19 +202,26 @@ class CiliumEvaluator:
         denies: list[SelectedRule] = []
         allows: list[SelectedRule] = []
         enforced = False
+        for pol, ns, name, spec in self._specs_selecting(local):
+            a, x = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
+            if (a or x) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
+                enforced = True
+            denies += [(f"{name} {direction}Deny[{i}]", r, ns, pol) for i, r in enumerate(x)]
+            allows += [(f"{name} {direction}[{i}]", r, ns, pol) for i, r in enumerate(a)]
+        return denies, allows, enforced
+
+    def _specs_selecting(
+        self, local: Endpoint
+    ) -> Iterator[tuple[Mapping[str, Any], str | None, str, Mapping[str, Any]]]:
+        """(object, its namespace or None when clusterwide, its name for reports, spec) of every spec selecting
+        ``local``, in object order."""
         for pol in self.policies:
             md = pol.get("metadata") or {}
             ns = md.get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
             name = f"{pol.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
             for spec in self.specs(pol):
-                if not self._selects(pol, spec, local):
-                    continue
-                a, x = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
-                if (a or x) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
-                    enforced = True
-                denies += [(f"{name} {direction}Deny[{i}]", r, ns, pol) for i, r in enumerate(x)]
-                allows += [(f"{name} {direction}[{i}]", r, ns, pol) for i, r in enumerate(a)]
-        return denies, allows, enforced
+                if self._selects(pol, spec, local):
+                    yield pol, ns, name, spec
 
     def rule_l3(self, rule: Mapping[str, Any], direction: str, flow: Flow, ns: str | None) -> bool | None:
         side, peer = ("from", flow.src) if direction == INGRESS else ("to", flow.dst)
@@ -233,24 +240,18 @@ class CiliumEvaluator:
         """(allowed, why, the object whose rule decided or None for a default)."""
         local = flow.dst if direction == INGRESS else flow.src
         enforced, allow_by, allow_obj = False, None, None
-        for pol in self.policies:
-            md = pol.get("metadata") or {}
-            ns = md.get("namespace") if pol.get("kind") == "CiliumNetworkPolicy" else None
-            name = f"{pol.get('kind')} {ns + '/' if ns else ''}{md.get('name')}"
-            for spec in self.specs(pol):
-                if not self._selects(pol, spec, local):
-                    continue
-                allows, denies = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
-                if (allows or denies) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
-                    enforced = True
-                for i, r in enumerate(denies):
+        for pol, ns, name, spec in self._specs_selecting(local):
+            allows, denies = spec.get(direction) or [], spec.get(f"{direction}Deny") or []
+            if (allows or denies) and (spec.get("enableDefaultDeny") or {}).get(direction, True):
+                enforced = True
+            for i, r in enumerate(denies):
+                if self._rule_matches(r, direction, flow, ns):
+                    return False, f"{name} {direction}Deny[{i}]", pol
+            if allow_by is None:
+                for i, r in enumerate(allows):
                     if self._rule_matches(r, direction, flow, ns):
-                        return False, f"{name} {direction}Deny[{i}]", pol
-                if allow_by is None:
-                    for i, r in enumerate(allows):
-                        if self._rule_matches(r, direction, flow, ns):
-                            allow_by, allow_obj = f"{name} {direction}[{i}]", pol
-                            break
+                        allow_by, allow_obj = f"{name} {direction}[{i}]", pol
+                        break
         if allow_by is not None:
             return True, allow_by, allow_obj
         if enforced:
