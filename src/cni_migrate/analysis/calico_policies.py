@@ -134,12 +134,7 @@ class PolicyMigration:
 
 def describe(u: Untranslatable) -> str:
     """One line: the policy, the field, why, the policy it conflicts with and a flow whose verdict would change."""
-    text = f"{u.policy}: {u.field}: {u.reason}"
-    if u.other_policy:
-        text += f" (together with {u.other_policy})"
-    if u.example_flow:
-        text += f"; e.g. {u.example_flow}"
-    return text
+    return str(u)
 
 
 def _ref(obj: Obj) -> str:

@@ -10,10 +10,11 @@ import pytest
 
 from cni_migrate.kube.client import Cluster
 from cni_migrate_testbed import ControlPlane
+from cni_migrate_testbed.waiting import wait_for
 
 from .apply_helpers import Events, executor_for, make_plan, replan
 from .support import SNAPSHOT_KINDS, NodeSandbox, load_example, object_set, seed_calico_like
-from .tigera_standin import CNI_PROTECTOR, OPERATOR_CLEANUP, PROTECTED, TigeraOperatorStandIn, wait_for
+from .tigera_standin import CNI_PROTECTOR, OPERATOR_CLEANUP, PROTECTED, TigeraOperatorStandIn
 
 EXAMPLE = "calico-operator-multipool"
 KINDS = [*SNAPSHOT_KINDS, ("operator.tigera.io/v1", "Installation"), ("operator.tigera.io/v1", "APIServer")]
@@ -35,7 +36,7 @@ def test_operator_calico_offline_runs_to_completion_and_rolls_back(
     plan = replan(cluster, out, strategy="offline")
     rest = cluster.rest()
     # the plan's precondition: the operator runs (kwok runs its pod), so it can process the finalizers
-    wait_for(lambda: _deployment_available(rest, "tigera-operator", "tigera-operator"), 60, "tigera-operator available")
+    wait_for("tigera-operator available", lambda: _deployment_available(rest, "tigera-operator", "tigera-operator"))
     before = object_set(rest, KINDS)
     assert before["operator.tigera.io/Installation//default"]["metadata"]["finalizers"] == [OPERATOR_CLEANUP]
     nodes = sorted({n for s in plan.steps() for n in s.nodes})

@@ -15,7 +15,6 @@ for good as soon as its own Deployment is deleted, as the operator's pod would.
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 from cni_migrate.kube.errors import KubeError
@@ -98,13 +97,3 @@ class TigeraOperatorStandIn:
         obj["metadata"]["finalizers"] = [f for f in obj["metadata"]["finalizers"] if f != finalizer]
         self.rest.replace(obj)  # resourceVersion-guarded, as controller-runtime's Update is
         self.actions.append(f"removed {finalizer} from {kind} {name}")
-
-
-def wait_for(check: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")

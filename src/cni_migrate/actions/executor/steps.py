@@ -93,8 +93,7 @@ class Context:
     eviction_retry: float = 5.0
     poll: float = 0.5
     stop: threading.Event = field(default_factory=threading.Event)
-    # (object key, finalizer) pairs some remove-finalizers action of the plan clears: a delete need not wait for them
-    # (object key, finalizer) -> the grace seconds a later remove-finalizers gives its owner to process it
+    # (object key, finalizer) a later remove-finalizers of the plan clears -> the grace time it gives the owner
     cleared_later: Mapping[tuple[str, str], float] = field(default_factory=dict)
     not_run: list[str] = field(default_factory=list)  # checks and probes skipped by --skip-checks
 
@@ -521,9 +520,7 @@ def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> l
             if fins and all((key, f) in ctx.cleared_later for f in fins):
                 # the finalizers' owner (e.g. a running operator) gets the grace time to process them; after it
                 # they are reported as terminating, and the later step clears them
-                grace = min(ctx.cleared_later[(key, f)] for f in fins)
-                if ctx.finalizer_grace is not None:
-                    grace = min(grace, ctx.finalizer_grace)
+                grace = _finalizer_grace(ctx, min(ctx.cleared_later[(key, f)] for f in fins))
                 if _age(str(cur["metadata"].get("deletionTimestamp") or now())) < grace:
                     continue
                 stuck.append(f"{_ref_of(o).text()} ({', '.join(fins)})")
@@ -539,6 +536,11 @@ def _wait_deleted(ctx: Context, objs: list[Obj], timeout: float, step: str) -> l
 
 
 NAMESPACE_CONTENT_TIMEOUT = 120.0
+
+
+def _finalizer_grace(ctx: Context, after_seconds: float) -> float:
+    """The plan's grace time for a finalizer's owner; --finalizer-grace can shorten it, never lengthen it."""
+    return after_seconds if ctx.finalizer_grace is None else min(after_seconds, ctx.finalizer_grace)
 
 
 def run_remove_finalizers(ctx: Context, step: m.Step, a: m.RemoveFinalizers, prepared: dict[str, Any]) -> Outcome:
@@ -563,7 +565,7 @@ def run_remove_finalizers(ctx: Context, step: m.Step, a: m.RemoveFinalizers, pre
                 return Outcome("noop", f"{t.text()} is gone: no finalizer to clear")
     if not cur["metadata"].get("deletionTimestamp"):
         return Outcome("noop", f"{t.text()} is not being deleted: its finalizers stay")
-    grace = a.after_seconds if ctx.finalizer_grace is None else min(a.after_seconds, ctx.finalizer_grace)
+    grace = _finalizer_grace(ctx, a.after_seconds)
     since = _age(cur["metadata"]["deletionTimestamp"])
 
     def probe() -> tuple[bool, str]:

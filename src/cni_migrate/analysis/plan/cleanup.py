@@ -167,23 +167,19 @@ def _shell_cleanup_commands(r: Resolved, node_dir: str, *, kube_proxy: bool) -> 
     calico = r.old_cni in ("calico", "canal")
     flannel = r.old_cni in ("flannel", "canal")
     if calico:
-        cmds.append(
-            NodeCommand(
-                run="ip route flush proto bird",
-                description="remove the routes Calico's BIRD installed",
-                removes=["routes"],
-                ignore_errors=True,
+        # BIRD's routes, then Felix's own (blackhole block routes, VXLAN routes), which it installs as protocol 80
+        for proto, what in (
+            ("bird", "remove the routes Calico's BIRD installed"),
+            ("80", "remove the routes Calico's Felix installed (protocol 80)"),
+        ):
+            cmds.append(
+                NodeCommand(
+                    run=f"ip route flush proto {proto}",
+                    description=what,
+                    removes=["routes"],
+                    ignore_errors=True,
+                )
             )
-        )
-        cmds.append(
-            NodeCommand(
-                # Felix programs its own routes (blackhole block routes, VXLAN routes) with protocol 80
-                run="ip route flush proto 80",
-                description="remove the routes Calico's Felix installed (protocol 80)",
-                removes=["routes"],
-                ignore_errors=True,
-            )
-        )
     link_patterns = []
     if calico:
         link_patterns += [r"cali[0-9a-f]+", r"vxlan\.calico", r"vxlan-v6\.calico"]

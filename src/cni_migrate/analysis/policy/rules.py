@@ -57,7 +57,7 @@ class Untranslatable:
     def __str__(self) -> str:
         out = f"{self.policy}: {self.field}: {self.reason}"
         if self.other_policy:
-            out += f" (with {self.other_policy})"
+            out += f" (together with {self.other_policy})"
         if self.example_flow:
             out += f"; e.g. {self.example_flow}"
         return out
